@@ -107,9 +107,9 @@ class ParseError(SmidiError):
         self.issue = issue
         super().__init__(f"token {issue.index} at character {issue.position} ({issue.token[:40]!r}): {issue.reason}")
 
-# %% ../nbs/01_codec.ipynb #e4ae0a32
+# %% ../nbs/01_codec.ipynb #966e61d4
 _NUM = r'(0|[1-9][0-9]{0,11})'
-_CURVE = r'(0|[1-9][0-9]?(?:-(?:0|[1-9][0-9]?))*)'
+_CURVE = r'((?:0|[1-9][0-9]?)(?:-(?:0|[1-9][0-9]?))*)'
 TOKEN_RE = {
     'paper': re.compile(rf'p{_NUM}:v{_NUM}:d{_NUM}:t{_NUM}(?::b{_CURVE})?'),
     'compact': re.compile(rf'p{_NUM}(?:v{_NUM})?d{_NUM}(?:t{_NUM})?(?:b{_CURVE})?'),

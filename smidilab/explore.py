@@ -13,10 +13,25 @@ from .core import NoteTable, NO_BEND, MAX_BEND, take, canonical, find_inputs, co
 from .codec import quantize_bend, dequantize_bend, bend_to_semitones
 
 # %% auto #0
-__all__ = ['NOTE_COLOURS', 'NOTE_NAMES', 'REGION_EDGES', 'REGIONS', 'FIGURE_RC', 'slice_seconds', 'bend_contour', 'pitch_name',
-           'piano_roll', 'note_columns', 'plot_note_histograms', 'raw_bend_values', 'plot_bend_histograms',
-           'plot_bend_quantizer', 'plot_augmentation', 'dataset_summary', 'plot_tokens_per_note', 'read_metrics_csv',
-           'plot_loss_curves', 'plot_metrics', 'figure_style', 'save_figure']
+__all__ = ['NOTE_COLOURS', 'NOTE_NAMES', 'REGION_EDGES', 'REGIONS', 'FIGURE_RC', 'score_to_notes', 'slice_seconds',
+           'bend_contour', 'pitch_name', 'piano_roll', 'note_columns', 'plot_note_histograms', 'raw_bend_values',
+           'plot_bend_histograms', 'plot_bend_quantizer', 'plot_augmentation', 'dataset_summary',
+           'plot_tokens_per_note', 'read_metrics_csv', 'plot_loss_curves', 'plot_metrics', 'figure_style',
+           'save_figure']
+
+# %% ../nbs/05_explore.ipynb #1bb3a8c8
+def score_to_notes(score, # a music21 Score (e.g. `music21.corpus.parse('bach/bwv66.6')`)
+                   ticks_per_second: int = 192, bpm: float = 100, # grid, and the tempo a quarter note is played at
+                   velocities: Sequence[int] = (94, 86, 78, 70) # per part, from the top; the last repeats
+                  ) -> NoteTable:
+    "The notes of a music21 score on a tick grid (ties merged)"
+    score = score.stripTies()
+    tick = lambda ql: int(round(float(ql) * 60 / bpm * ticks_per_second))
+    rows = [(p.midi, velocities[min(i, len(velocities) - 1)], tick(n.offset), tick(n.quarterLength))
+            for i, part in enumerate(score.parts) for n in part.flatten().notes for p in n.pitches]
+    cols = list(zip(*rows)) or [[]]*4
+    source = str(score.metadata.corpusFilePath) if score.metadata and score.metadata.corpusFilePath else ''
+    return NoteTable(*cols, ticks_per_second=ticks_per_second, source=source, instrument='piano')
 
 # %% ../nbs/05_explore.ipynb #28cc036f
 def _seconds(notes: NoteTable, ticks) -> np.ndarray:
@@ -35,7 +50,7 @@ def _new_axes(ax=None, figsize=(8, 3.5)):
     fig = Figure(figsize=figsize, layout='constrained')
     return fig, fig.add_subplot()
 
-# %% ../nbs/05_explore.ipynb #75ee7257
+# %% ../nbs/05_explore.ipynb #8934db29
 def bend_contour(notes: NoteTable, i: int) -> tuple[np.ndarray, np.ndarray]:
     "Seconds and semitones of note `i`'s bend: its curve, or rise over the first quarter then hold"
     on, dur = _seconds(notes, notes.onset[i]), _seconds(notes, notes.duration[i])
@@ -49,6 +64,7 @@ def _draw_bends(ax, notes: NoteTable):
     for i in bent:
         t, s = bend_contour(notes, i)
         ax.fill_between(t, notes.pitch[i], notes.pitch[i] + s, color='0.45', alpha=.55, lw=0, zorder=3)
+        ax.plot(t, notes.pitch[i] + s, color='0.25', lw=.8, zorder=4)
     return len(bent)
 
 def _has_curve(notes: NoteTable) -> np.ndarray:
@@ -156,7 +172,7 @@ def plot_bend_histograms(tables, # a NoteTable or a list of them (their `b`)
 def _region_colours() -> list:
     return ['tab:blue']*15 + ['tab:red']*16 + ['tab:green']*15
 
-# %% ../nbs/05_explore.ipynb #1e944499
+# %% ../nbs/05_explore.ipynb #422b1843
 REGIONS = (('coarse  b = x // 512', 0, 7680, 'tab:blue'), ('fine  b = 15 + (x − 7680) // 64', 7680, 8704, 'tab:red'),
            ('coarse  b = 31 + (x − 8704) // 512', 8704, 16384, 'tab:green'))
 
@@ -172,6 +188,7 @@ def _quantizer_panel(ax, lo: int, hi: int, bend_range: float):
     b = np.unique(quantize_bend(x))
     ax.plot(dequantize_bend(b), b, '.', color='tab:red', ms=4, label='g(b)')
     ax.set(xlim=(lo, hi), xlabel='raw 14-bit bend x', ylabel='quantized bend b')
+    ax.yaxis.get_major_locator().set_params(integer=True)
     _semitone_axis(ax, bend_range)
 
 def plot_bend_quantizer(bend_range: float = 4.0, # semitones of the full 14-bit range, for the top axis
@@ -187,9 +204,10 @@ def plot_bend_quantizer(bend_range: float = 4.0, # semitones of the full 14-bit 
     fine.set_title('fine region', loc='left')
     return fig
 
-# %% ../nbs/05_explore.ipynb #e336ac6b
+# %% ../nbs/05_explore.ipynb #8d2c6b50
 def plot_augmentation(before: NoteTable, after: NoteTable, title: str = 'augmentation',
-                      end: float | None = None # show the first `end` seconds of each
+                      end: float | None = None, # show the first `end` seconds of each
+                      highlight: tuple | None = None # (start, stop) seconds to shade on both, e.g. a modulated section
                      ) -> Figure:
     "Piano rolls of `before` and `after`, side by side on a shared pitch axis"
     fig = Figure(figsize=(10, 3.5), layout='constrained')
@@ -197,6 +215,7 @@ def plot_augmentation(before: NoteTable, after: NoteTable, title: str = 'augment
     piano_roll(before, end=end, ax=axs[0], title='before')
     piano_roll(after, end=end, ax=axs[1], title='after')
     axs[1].set_ylabel('')
+    for ax in axs if highlight is not None else (): ax.axvspan(*highlight, color='gold', alpha=.25, lw=0, zorder=1)
     fig.suptitle(title)
     return fig
 

@@ -40,15 +40,16 @@ def choose_transpositions(notes: NoteTable, n: int, rng: np.random.Generator, ma
     ks = [k for k in allowed_shifts(notes, max_shift) if k]
     return [int(k) for k in rng.permutation(ks)[:n]]
 
-# %% ../nbs/04_augment.ipynb #e737efc1
+# %% ../nbs/04_augment.ipynb #b58cd550
 def section_boundaries(notes: NoteTable) -> np.ndarray:
     "Sorted ticks where a phrase or bar-like section may start or end, from the onset gaps (0 and `end` included)"
     starts = np.unique(notes.onset)
-    if len(starts) < 3: return np.unique([0, notes.end])
+    top = max(notes.end, int(starts[-1]) + 1) if len(starts) else max(notes.end, 1)  # the last onset lies inside
+    if len(starts) < 3: return np.array([0, top])
     gaps = np.diff(starts)
     found = starts[1:][(gaps > np.median(gaps)) & (gaps >= np.quantile(gaps, 0.9))]
     if not len(found): found = starts[4::4]
-    return np.unique(np.concatenate([[0], found, [notes.end]]))
+    return np.unique(np.concatenate([[0], found, [top]]))
 
 # %% ../nbs/04_augment.ipynb #07d0adf8
 def choose_section(notes: NoteTable, rng: np.random.Generator) -> tuple[int, int]:

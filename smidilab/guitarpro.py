@@ -174,27 +174,25 @@ def bend_breaks(parts: list, start, end) -> list[tuple[Fraction, Fraction]]:
     total = Fraction(end - start) or Fraction(1)
     return [bp for s, e, pts in parts for bp in _part_breaks(s, e, pts, start, total)]
 
-# %% ../nbs/03_guitarpro.ipynb #e816add1
+# %% ../nbs/03_guitarpro.ipynb #f920f01b
 def _value_at(breaks: list, f: Fraction) -> Fraction:
     "Linear interpolation of `breaks` at fraction `f`; at a jump the later part wins, except at the very end"
     for (f0, v0), (f1, v1) in zip(breaks, breaks[1:]):
         if f0 <= f < f1: return v0 + (v1 - v0) * (f - f0) / (f1 - f0)
     return breaks[-1][1]
 
-def _thin(values: list) -> list:
-    "The fewest equally spaced samples of `values` whose linear interpolation gives back all of `values`"
-    n = len(values) - 1
-    for m in [d for d in range(1, n + 1) if n % d == 0]:
-        step = n // m
-        if all(values[i] == values[i - i % step] + (values[min(i - i % step + step, n)] - values[i - i % step]) *
-               (i % step) / step for i in range(n + 1)): return values[::step]
-    return values
+def _interp(samples: list, f: Fraction) -> Fraction:
+    "Linear interpolation of `samples` (at equal fractions 0..1) at fraction `f`"
+    m = len(samples) - 1
+    i = min(int(f * m), m - 1)
+    return samples[i] + (samples[i + 1] - samples[i]) * (f * m - i)
 
-def sample_breaks(breaks: list) -> list[Fraction]:
-    "Semitones at the fewest equal fractions of the note that reproduce the piecewise-linear `breaks`"
-    n = math.lcm(*(f.denominator for f, _ in breaks))
-    if n > 24: n = 12
-    return _thin([_value_at(breaks, Fraction(i, n)) for i in range(n + 1)])
+def sample_breaks(breaks: list, max_intervals: int = 24) -> tuple[list[Fraction], bool]:
+    "Semitones at the fewest equal fractions of the note reproducing `breaks` exactly (else 13), and whether exact"
+    for m in range(1, max_intervals + 1):
+        samples = [_value_at(breaks, Fraction(i, m)) for i in range(m + 1)]
+        if all(_interp(samples, f) == v for f, v in breaks): return samples, True
+    return [_value_at(breaks, Fraction(i, 12)) for i in range(13)], False
 
 # %% ../nbs/03_guitarpro.ipynb #734a7889
 def semitones_to_bend(semitones, bend_range: float = DEFAULT_BEND_RANGE) -> tuple[np.ndarray, int]:
@@ -291,16 +289,18 @@ def walk_tracks(song: gp.Song, numbers: list[int], order: list[int], starts: lis
             for b in _measure_beats(m): _walk_beat(w, b, s + b.start - m.start, t)
     return w
 
-# %% ../nbs/03_guitarpro.ipynb #26985129
+# %% ../nbs/03_guitarpro.ipynb #28171c50
 def _note_bends(w: _Walk, bend_range: float) -> tuple[list, list, int]:
     "Per note: `b`, curve (tuple or None) and the total count of clipped bend values"
     bends, curves, clipped = [], [], 0
     for i, parts in enumerate(w.parts):
         if not any(p for _, _, p in parts): bends.append(NO_BEND); curves.append(None); continue
-        b, c = semitones_to_bend(sample_breaks(bend_breaks(parts, w.start[i], w.end[i])), bend_range)
-        clipped += c
-        curve = tuple(int(v) for v in b) if (b != NO_BEND).any() else None
-        bends.append(extreme_bend(b)); curves.append(curve)
+        breaks = bend_breaks(parts, w.start[i], w.end[i])
+        semis, exact = sample_breaks(breaks)
+        b, c = semitones_to_bend(semis + [v for _, v in breaks], bend_range)
+        clipped, w.counts['bend_curves_resampled'] = clipped + c, w.counts['bend_curves_resampled'] + (not exact)
+        curve = tuple(int(v) for v in b[:len(semis)])
+        bends.append(extreme_bend(b)); curves.append(curve if bends[-1] != NO_BEND else None)
     return bends, curves, clipped
 
 def _walk_to_table(w: _Walk, tm: TimeMap, bend_range: float, **meta) -> tuple[NoteTable, int]:

@@ -1,0 +1,267 @@
+"Guitar Pro fixtures: every file converts or fails with a named reason; counts, bends and timing checked against the score."
+from collections import defaultdict
+from fractions import Fraction
+from pathlib import Path
+import guitarpro as gp
+import mido
+import numpy as np
+import pytest
+from smidilab.core import NoteTable, InputFileError, convert_one, NO_BEND
+from smidilab.codec import notes_to_text, text_to_notes, dequantize_bend
+from smidilab.guitarpro import (read_gp, read_gp_report, read_music, read_music_report, write_gp5, open_gp,
+                                track_summaries)
+from conftest import FIXTURES, LOGS, need
+
+GPDIR = FIXTURES / 'guitarpro'
+PGP, G2M = GPDIR / 'pyguitarpro', GPDIR / 'gp2midi'
+SCORES = sorted(p for p in GPDIR.rglob('*') if p.suffix.lower() in ('.gp3', '.gp4', '.gp5', '.gpx', '.gp'))
+EXPECTED_FAILURES = {  # file name -> the reason it must be reported with
+    'chord-fail.gp3': 'unreadable Guitar Pro file: reading track 1, measure 3',
+    'test_gp6.gpx': 'Guitar Pro 6/7 files (.gpx/.gp) are not supported; export as GP5',
+    'test_gp7.gp': 'Guitar Pro 6/7 files (.gpx/.gp) are not supported; export as GP5',
+}
+READABLE = [p for p in SCORES if p.name not in EXPECTED_FAILURES]
+
+
+def _log(name: str, text: str):
+    LOGS.mkdir(parents=True, exist_ok=True)
+    (LOGS / f'guitarpro_{name}.txt').write_text(text)
+
+
+def test_fixture_corpus_complete():
+    need(GPDIR)
+    assert len([p for p in SCORES if p.parent.name == 'pyguitarpro']) == 61
+    assert {p.name for p in SCORES if p.parent.name == 'gp2midi'} >= {'test_gp3.gp3', 'test_gp4.gp4', 'test_gp5.gp5'}
+
+
+# --- every file converts, or fails with its named reason (never a traceback) ---------------------------------------
+
+@pytest.mark.parametrize('path', SCORES, ids=[p.name for p in SCORES])
+def test_converts_or_named_reason(path):
+    r = convert_one(read_music_report, path)
+    if not r.ok: _log(path.name, r.error)
+    if path.name in EXPECTED_FAILURES:
+        assert not r.ok and r.error.startswith(EXPECTED_FAILURES[path.name]), r.error
+    else:
+        assert r.ok, r.error
+        notes, report = r.value
+        assert isinstance(notes, NoteTable) and report['source'] == str(path)
+
+
+@pytest.mark.parametrize('cut', [0, 10, 31, 100, 500, 1500, 2500])  # Effects.gp5 has 2543 bytes
+def test_truncated_file_is_a_named_error(tmp_path, cut):
+    data = need(PGP / 'Effects.gp5').read_bytes()
+    bad = tmp_path / 'broken.gp5'
+    bad.write_bytes(data[:cut])
+    r = convert_one(read_music, bad)
+    assert not r.ok and r.error.startswith('unreadable Guitar Pro file'), r.error
+
+
+def test_unknown_extension_and_missing_file(tmp_path):
+    (tmp_path / 'notes.txt').write_text('p60:v80:d96:t0')
+    with pytest.raises(InputFileError, match='unknown file type'): read_music(tmp_path / 'notes.txt')
+    with pytest.raises(InputFileError, match='no such file'): read_music(tmp_path / 'missing.gp5')
+
+
+# --- note counts against an independent walk of the score ----------------------------------------------------------
+
+def score_note_count(track: gp.Track) -> int:
+    "Played notes as written: normal notes, live grace notes, and ties with no sounding note before them on their string"
+    events, count = defaultdict(list), 0
+    for m in track.measures:
+        for v in m.voices:
+            for b in v.beats:
+                for n in b.notes:
+                    events[n.string].append((b.start, n.type))
+                    count += n.effect.grace is not None and not n.effect.grace.isDead
+    for evs in events.values():
+        sounding = False
+        for _, typ in sorted(evs, key=lambda e: e[0]):
+            count += typ == gp.NoteType.normal or (typ == gp.NoteType.tie and not sounding)
+            sounding = typ in (gp.NoteType.normal, gp.NoteType.tie)
+    return count
+
+
+@pytest.mark.parametrize('path', READABLE, ids=[p.name for p in READABLE])
+def test_note_counts_per_track(path):
+    song = gp.parse(str(path))
+    for t in song.tracks:
+        notes = read_gp(path, track=t.number, unroll_repeats=False)
+        assert len(notes) == score_note_count(t), f'track {t.number}'
+
+
+def test_repeats_unrolled_in_playing_order():
+    # test_gp4: measures 20-23 repeat once, 22 is the first ending and 24 the second -> 20 21 22 23 20 21 23 24
+    path = need(G2M / 'test_gp4.gp4')
+    song = gp.parse(str(path))
+    per_measure = [sum(len(b.notes) > 0 and any(n.type == gp.NoteType.normal for n in b.notes)
+                       for v in m.voices for b in v.beats) for m in song.tracks[0].measures]
+    written = read_gp(path, track=1, unroll_repeats=False)
+    unrolled = read_gp(path, track=1)
+    assert len(unrolled) - len(written) == score_note_count_in(song.tracks[0], [19, 20, 22])
+    assert per_measure[21] > 0  # the first ending has notes, so skipping it on the 2nd pass matters
+
+
+def score_note_count_in(track: gp.Track, measures: list[int]) -> int:
+    "Normal notes in the given measures (0-based) of a track"
+    return sum(n.type == gp.NoteType.normal for i in measures for v in track.measures[i].voices
+               for b in v.beats for n in b.notes)
+
+
+def test_auto_never_mixes_bass_and_guitar():
+    for path in READABLE:
+        notes, rep = read_gp_report(path)
+        classes = {t['class'] for t in rep['tracks'] if t['number'] in rep['chosen']}
+        assert len(classes) <= 1, path.name
+        assert notes.instrument in ('guitar', 'bass', 'other')
+    rep = read_gp_report(need(G2M / 'test_gp5.gp5'))[1]
+    assert rep['chosen'] == [2] and rep['reason'] == 'guitar tracks with bends (lead)'
+
+
+# --- bends straight from the score ---------------------------------------------------------------------------------
+
+def score_bends(path) -> dict:
+    "(grid onset at 120 bpm / 192 per s, pitch) -> bend points [(fraction, semitones)] of every bent note of track 1"
+    song = gp.parse(str(path))
+    assert song.tempo == 120
+    track, out = song.tracks[0], {}
+    for m in track.measures:
+        for v in m.voices:
+            for b in v.beats:
+                for n in b.notes:
+                    bend = n.effect.bend if n.effect.isBend else b.effect.tremoloBar
+                    if bend is None or not bend.points or n.type != gp.NoteType.normal: continue
+                    pitch = track.strings[n.string - 1].value + n.value
+                    out[((b.start - 960) // 10, pitch)] = [(p.position / 12, p.value / 2) for p in bend.points]
+    return out
+
+
+@pytest.mark.parametrize('name', ['Effects.gp3', 'Effects.gp4', 'Effects.gp5'])
+def test_bends_exactly_on_bent_notes(name):
+    path = need(PGP / name)
+    notes, expected = read_gp(path), score_bends(path)
+    assert len(expected) == 2  # a bend and a tremolo-bar dip
+    bent = {(int(o), int(p)) for o, p, b in zip(notes.onset, notes.pitch, notes.bend) if b != NO_BEND}
+    assert bent == set(expected)
+    for i in np.flatnonzero(notes.bend != NO_BEND):
+        curve = np.asarray(notes.curve[i])
+        semis = (dequantize_bend(curve) - 8192) / 8192 * notes.bend_range
+        for frac, value in expected[(int(notes.onset[i]), int(notes.pitch[i]))]:
+            assert np.interp(frac, np.linspace(0, 1, len(curve)), semis) == pytest.approx(value, abs=1e-9)
+
+
+# --- GuitarProToMidi's rendering of test_gp5.gp5 --------------------------------------------------------------------
+
+def midi_notes(path, ticks_per_second=192):
+    "Per MIDI track: [(grid onset, pitch)] (own tempo map) and the bend-channel pitch-wheel peaks in semitones"
+    mf = mido.MidiFile(str(path))
+    tempos = [(0, 500000)]
+    for msg, t in _timed(mf.tracks[0]):
+        if msg.type == 'set_tempo': tempos.append((t, msg.tempo))
+    def grid(tick):
+        s, (t0, tempo) = Fraction(0), tempos[0]
+        for t1, tempo1 in tempos[1:]:
+            if t1 >= tick: break
+            s += Fraction(t1 - t0) * tempo / (10**6 * mf.ticks_per_beat); t0, tempo = t1, tempo1
+        s += Fraction(tick - t0) * tempo / (10**6 * mf.ticks_per_beat)
+        return int(s * ticks_per_second + Fraction(1, 2))
+    tracks = [sorted((grid(t), m.note) for m, t in _timed(tr) if m.type == 'note_on' and m.velocity) for tr in mf.tracks]
+    return tracks, _bend_peaks(mf)
+
+
+def _timed(track):
+    t = 0
+    for msg in track:
+        t += msg.time
+        yield msg, t
+
+
+def _bend_peaks(mf) -> list[float]:
+    "Largest pitch-wheel deviation per note on bend channels, in semitones of the file's RPN 0 range"
+    peaks, rng = [], {}
+    for tr in mf.tracks:
+        for msg, _ in _timed(tr):
+            if msg.type == 'control_change' and msg.control == 6: rng[msg.channel] = msg.value
+            if msg.type == 'pitchwheel' and msg.pitch > 0: peaks.append(msg.pitch / 8192 * rng.get(msg.channel, 2))
+    return peaks
+
+
+def test_gp2midi_same_pitches_and_onsets():
+    ours_by_track = {n: read_gp(need(G2M / 'test_gp5.gp5'), track=n) for n in (1, 2)}
+    theirs, peaks = midi_notes(G2M / 'test_gp5.mid')
+    for n, ours in ours_by_track.items():
+        assert sorted(zip(ours.onset.tolist(), ours.pitch.tolist())) == theirs[n], f'track {n}'
+    # the tool's error: a full bend (2 semitones in the score, b=38 here) is drawn to 2560/8192 of a 6-semitone RPN
+    # range = 1.875 semitones, 6.25 % flat
+    assert max(peaks) == pytest.approx(1.875)
+    assert sorted(set(ours_by_track[2].bend.tolist())) == [NO_BEND, 38]
+
+
+def test_gp2midi_differences_listed():
+    "The differences between our reading and the tool's MIDI are written to tests/logs for inspection"
+    mf = mido.MidiFile(str(need(G2M / 'test_gp5.mid')))
+    cc = [(m.channel, m.control, m.value) for tr in mf.tracks for m in tr if m.type == 'control_change']
+    pan_hard_right = sum(c == 10 and v == 127 for _, c, v in cc)
+    resets = sum(m.type == 'pitchwheel' and m.pitch == -128 for tr in mf.tracks for m in tr)
+    report = read_gp_report(G2M / 'test_gp5.gp5', track=2)[1]
+    _log('gp2midi_differences', '\n'.join([
+        f'full bends rendered at {max(_bend_peaks(mf)):.3f} semitones instead of 2 (6.25 % flat)',
+        f'{pan_hard_right} CC10=127 (pan hard right) sent where CC100=127 (RPN null) was meant',
+        f'{resets} pitch-wheel resets to -128 instead of 0 (channel left 0.09 semitone flat)',
+        f"{report['counts'].get('cut_by_next_note_on_string', 0)} notes of overfull measures overlap the next note "
+        'of their string (same pitch on one channel: ambiguous note-offs)']))
+    assert pan_hard_right > 0 and resets > 0
+
+
+# --- writing tablature ----------------------------------------------------------------------------------------------
+
+def test_gp5_text_gp5_text_identical_for_effects(tmp_path):
+    text = notes_to_text(read_gp(need(PGP / 'Effects.gp5')), curves=True)
+    write_gp5(text_to_notes(text, instrument='guitar'), tmp_path / 'a.gp5')
+    assert notes_to_text(read_gp(tmp_path / 'a.gp5'), curves=True) == text
+
+
+def test_gp5_text_gp5_text_stable_for_a_real_piece(tmp_path):
+    # two tempos (90, 110 bpm) and tuplets: the first pass quantizes to one tempo's 64th notes, the second is exact.
+    # `b` is stable; curve shapes of bent notes split into unequal tied beats are resampled (see the notebook)
+    original = read_gp(need(G2M / 'test_gp5.gp5'), track=2)
+    text1 = notes_to_text(original)
+    rep = write_gp5(text_to_notes(text1, instrument='guitar'), tmp_path / 'a.gp5')
+    text2 = notes_to_text(read_gp(tmp_path / 'a.gp5'))
+    write_gp5(text_to_notes(text2, instrument='guitar'), tmp_path / 'b.gp5')
+    assert notes_to_text(read_gp(tmp_path / 'b.gp5')) == text2
+    again = text_to_notes(text2)
+    assert sorted(again.bend.tolist()) == sorted(original.bend.tolist())
+    assert rep['dropped'] == 0 and len(again) == len(original)
+    assert sorted(again.pitch.tolist()) == sorted(original.pitch.tolist())
+    assert rep['max_error_ticks'] <= rep['grid_ticks_per_64th'] / 2 + 1e-9
+
+
+def random_guitar(seed: int, n: int = 120) -> NoteTable:
+    rng = np.random.default_rng(seed)
+    onset = np.sort(rng.integers(0, 40, n)) * 24           # 8th notes at 120 bpm with some chords
+    bend = np.where(rng.random(n) < 0.2, rng.choice([14, 32, 34, 38, 45]), NO_BEND)
+    return NoteTable(pitch=rng.integers(40, 86, n), velocity=rng.choice([47, 79, 95, 127], n), onset=onset,
+                     duration=rng.integers(1, 8, n) * 24, bend=bend, instrument='guitar')
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_write_gp5_reopens_with_same_notes(tmp_path, seed):
+    notes = random_guitar(seed)
+    rep = write_gp5(notes, tmp_path / 'g.gp5')
+    song = gp.parse(str(tmp_path / 'g.gp5'))  # pyguitarpro itself reopens it
+    assert sum(n.type == gp.NoteType.normal for m in song.tracks[0].measures for v in m.voices for b in v.beats
+               for n in b.notes) == rep['notes']
+    back = read_gp(tmp_path / 'g.gp5')
+    kept = len(notes) - rep['dropped']
+    assert len(back) == kept and rep['tempo'] == 120 and rep['max_error_ticks'] == 0
+    if rep['dropped'] == 0:
+        orig = sorted(zip(notes.onset.tolist(), notes.pitch.tolist(), notes.bend.tolist()))
+        assert sorted(zip(back.onset.tolist(), back.pitch.tolist(), back.bend.tolist())) == orig
+
+
+def test_write_gp5_refuses_to_overwrite(tmp_path):
+    notes = random_guitar(0, 5)
+    write_gp5(notes, tmp_path / 'g.gp5')
+    with pytest.raises(FileExistsError): write_gp5(notes, tmp_path / 'g.gp5')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['g.gp5']

@@ -174,25 +174,26 @@ def bend_breaks(parts: list, start, end) -> list[tuple[Fraction, Fraction]]:
     total = Fraction(end - start) or Fraction(1)
     return [bp for s, e, pts in parts for bp in _part_breaks(s, e, pts, start, total)]
 
-# %% ../nbs/03_guitarpro.ipynb #f920f01b
+# %% ../nbs/03_guitarpro.ipynb #9fe788e9
 def _value_at(breaks: list, f: Fraction) -> Fraction:
     "Linear interpolation of `breaks` at fraction `f`; at a jump the later part wins, except at the very end"
     for (f0, v0), (f1, v1) in zip(breaks, breaks[1:]):
         if f0 <= f < f1: return v0 + (v1 - v0) * (f - f0) / (f1 - f0)
     return breaks[-1][1]
 
-def _interp(samples: list, f: Fraction) -> Fraction:
-    "Linear interpolation of `samples` (at equal fractions 0..1) at fraction `f`"
-    m = len(samples) - 1
-    i = min(int(f * m), m - 1)
-    return samples[i] + (samples[i + 1] - samples[i]) * (f * m - i)
+def _kinks(breaks: list) -> list[Fraction] | None:
+    "Fractions where the piecewise-linear `breaks` change slope; None if the value jumps somewhere"
+    pts = [bp for i, bp in enumerate(breaks) if i == 0 or bp != breaks[i - 1]]
+    if any(f0 == f1 for (f0, _), (f1, _) in zip(pts, pts[1:])): return None
+    return [f1 for (f0, v0), (f1, v1), (f2, v2) in zip(pts, pts[1:], pts[2:]) if (v1 - v0) * (f2 - f1) != (v2 - v1) * (f1 - f0)]
 
 def sample_breaks(breaks: list, max_intervals: int = 24) -> tuple[list[Fraction], bool]:
     "Semitones at the fewest equal fractions of the note reproducing `breaks` exactly (else 13), and whether exact"
-    for m in range(1, max_intervals + 1):
-        samples = [_value_at(breaks, Fraction(i, m)) for i in range(m + 1)]
-        if all(_interp(samples, f) == v for f, v in breaks): return samples, True
-    return [_value_at(breaks, Fraction(i, 12)) for i in range(13)], False
+    kinks = _kinks(breaks)
+    m = math.lcm(*(f.denominator for f in kinks)) if kinks is not None else None
+    exact = m is not None and m <= max_intervals
+    m = m if exact else 12
+    return [_value_at(breaks, Fraction(i, m)) for i in range(m + 1)], exact
 
 # %% ../nbs/03_guitarpro.ipynb #734a7889
 def semitones_to_bend(semitones, bend_range: float = DEFAULT_BEND_RANGE) -> tuple[np.ndarray, int]:

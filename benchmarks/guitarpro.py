@@ -1,0 +1,66 @@
+"""Guitar Pro → text throughput: notes per second for a folder of GP3/GP4/GP5 files (default: the shared fixtures).
+
+    python benchmarks/guitarpro.py                       # the fixtures folder, best of 3 runs per file
+    python benchmarks/guitarpro.py ~/dadagp --repeat 1   # any folder, searched recursively
+
+Reading covers parsing (pyguitarpro), track choice, repeats, tempo map, ties and bends (`read_gp`, track 'auto') and
+writing the text (`notes_to_text`, curve form). A last row times `write_gp5` on what was read. Prints a table;
+asserts nothing.
+"""
+import argparse, os, platform, sys, tempfile, time
+from pathlib import Path
+# this script's name shadows the `guitarpro` package (pyguitarpro) when run directly: drop its folder from the path
+sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]
+from smidilab.core import find_inputs, GP_EXTS, InputFileError
+from smidilab.codec import notes_to_text
+from smidilab.guitarpro import read_gp, write_gp5
+
+DEFAULT = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'guitarpro'
+
+
+def best_time(fn, repeat: int) -> float:
+    "Shortest wall time of `repeat` calls of `fn`"
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter(); fn(); times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def bench_file(path: Path, repeat: int) -> tuple[int, float, int]:
+    "(notes, seconds to read and write text, text characters) for one file"
+    notes = read_gp(path)
+    text = notes_to_text(notes, curves=True)
+    return len(notes), best_time(lambda: notes_to_text(read_gp(path), curves=True), repeat), len(text)
+
+
+def bench_write(tables: list, repeat: int) -> tuple[int, float]:
+    "(notes, seconds) to write every table as GP5"
+    with tempfile.TemporaryDirectory() as d:
+        def run():
+            for i, t in enumerate(tables): write_gp5(t, Path(d) / f'{i}.gp5', overwrite=True)
+        return sum(map(len, tables)), best_time(run, repeat)
+
+
+def main(folder: Path, repeat: int):
+    files = find_inputs([folder], GP_EXTS)
+    print(f'# Guitar Pro → text, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, best of {repeat}')
+    print(f"{'file':40s} {'notes':>7s} {'ms':>9s} {'notes/s':>10s}")
+    total_n, total_s, tables, failed = 0, 0.0, [], []
+    for p in files:
+        try: n, s, _ = bench_file(p, repeat)
+        except InputFileError as e: failed.append(f'{p.name}: {e.reason}'); continue
+        total_n, total_s = total_n + n, total_s + s
+        if n: tables.append(read_gp(p))
+        print(f'{p.name[:40]:40s} {n:7d} {s * 1e3:9.2f} {n / s if s else 0:10.0f}')
+    print(f"{'TOTAL read → text':40s} {total_n:7d} {total_s * 1e3:9.2f} {total_n / total_s:10.0f}")
+    wn, ws = bench_write(tables, repeat)
+    print(f"{'TOTAL write_gp5 (notes → tablature)':40s} {wn:7d} {ws * 1e3:9.2f} {wn / ws:10.0f}")
+    for f in failed: print('failed (reported, skipped):', f)
+
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('folder', nargs='?', type=Path, default=DEFAULT)
+    ap.add_argument('--repeat', type=int, default=3)
+    a = ap.parse_args()
+    main(a.folder, a.repeat)

@@ -16,8 +16,8 @@ from .codec import quantize_bend, dequantize_bend, bend_to_semitones
 __all__ = ['NOTE_COLOURS', 'NOTE_NAMES', 'REGION_EDGES', 'REGIONS', 'FIGURE_RC', 'score_to_notes', 'slice_seconds',
            'bend_contour', 'pitch_name', 'piano_roll', 'note_columns', 'plot_note_histograms', 'raw_bend_values',
            'plot_bend_histograms', 'plot_bend_quantizer', 'plot_augmentation', 'dataset_summary',
-           'plot_tokens_per_note', 'read_metrics_csv', 'plot_loss_curves', 'plot_metrics', 'figure_style',
-           'save_figure']
+           'plot_tokens_per_note', 'read_metrics_csv', 'plot_loss_curves', 'plot_metrics', 'plot_set_histograms',
+           'figure_style', 'save_figure']
 
 # %% ../nbs/05_explore.ipynb #1bb3a8c8
 def score_to_notes(score, # a music21 Score (e.g. `music21.corpus.parse('bach/bwv66.6')`)
@@ -71,7 +71,7 @@ def _has_curve(notes: NoteTable) -> np.ndarray:
     if notes.curve is None: return np.zeros(len(notes), bool)
     return np.array([c is not None and any(v != NO_BEND for v in c) for c in notes.curve], bool)
 
-# %% ../nbs/05_explore.ipynb #f08d8238
+# %% ../nbs/05_explore.ipynb #b347050f
 NOTE_COLOURS = {'piano': 'tab:blue', 'guitar': 'tab:orange', 'bass': 'tab:green', 'other': 'tab:purple'}
 
 NOTE_NAMES = ('C', 'C#', 'D', 'D#', 'E', 'F', 'F#', 'G', 'G#', 'A', 'A#', 'B')
@@ -96,7 +96,7 @@ def piano_roll(notes: NoteTable, # the piece (any grid)
     alpha = 0.3 + 0.7*notes.velocity/127
     colour = NOTE_COLOURS.get(notes.instrument, 'tab:blue')
     ax.barh(notes.pitch, _seconds(notes, notes.duration), left=_seconds(notes, notes.onset), height=0.85,
-            color=[(*_rgb(colour), a) for a in alpha], edgecolor='none', zorder=2)
+            color=[(*_rgb(colour), a) for a in alpha], edgecolor='white', linewidth=.4, zorder=2)
     _draw_bends(ax, notes)
     _pitch_axis(ax)
     if start is not None or end is not None: ax.set_xlim(start, end)
@@ -311,6 +311,29 @@ def plot_metrics(metrics, # a dict, a metrics.json path, or an evaluation folder
     axs[0].barh(list(scalars), list(scalars.values()), color='tab:blue')
     axs[0].invert_yaxis(); axs[0].set(xlabel='value', title='metrics')
     for ax, (k, v) in zip(axs[1:], lists.items()): ax.hist(v, bins=20, color='0.4'); ax.set(xlabel=k, ylabel='count')
+    fig.suptitle(title)
+    return fig
+
+# %% ../nbs/05_explore.ipynb #9e333869
+def _bin_ticks(ax, lefts, n: int):
+    idx = np.unique(np.linspace(0, n - 1, min(n, 6)).round().astype(int))
+    ax.set_xticks(idx, [str(int(lefts[i])) for i in idx])
+
+def plot_set_histograms(histograms: dict, # {set name: {feature: counts per bin}}
+                        lefts: dict | None = None, # {feature: left bin edges}, for tick labels
+                        title: str = 'evaluation histograms') -> Figure:
+    "One panel per feature, each set's normalised histogram as a step line"
+    features = list(dict.fromkeys(f for h in histograms.values() for f in h))
+    fig = Figure(figsize=(3.2*min(len(features), 3), 2.6*(-(-len(features) // 3))), layout='constrained')
+    axs = fig.subplots(-(-len(features) // 3), min(len(features), 3), squeeze=False).ravel()
+    for ax, f in zip(axs, features):
+        for name, h in histograms.items():
+            c = np.asarray(h.get(f, []), float)
+            if c.sum(): ax.step(np.arange(len(c)), c / c.sum(), where='mid', label=name, lw=1.2)
+        if lefts is not None and f in lefts: _bin_ticks(ax, lefts[f], len(lefts[f]))
+        ax.set(xlabel=f, ylabel='share')
+    for ax in axs[len(features):]: ax.set_axis_off()
+    axs[0].legend(fontsize=8)
     fig.suptitle(title)
     return fig
 

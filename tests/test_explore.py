@@ -125,8 +125,8 @@ def test_save_figure_strips_metadata(tmp_path):
 
 
 FIGURES = ['augmentation_modulate', 'augmentation_tempo', 'augmentation_transpose', 'augmentation_velocity',
-           'bend_histograms', 'bend_quantizer', 'evaluation', 'guitar_roll', 'loss_curves', 'note_histograms',
-           'piano_roll', 'tokens_per_note']
+           'bend_histograms', 'bend_quantizer', 'evaluation_bits_per_note', 'evaluation_histograms', 'guitar_roll',
+           'loss_curves', 'note_histograms', 'piano_roll', 'tokens_per_note']
 
 
 def run_figures(out: Path, inputs: Path):
@@ -140,9 +140,12 @@ def run_figures(out: Path, inputs: Path):
 def test_figures_notebook_is_complete_and_reproducible(tmp_path):
     inputs = tmp_path/'inputs'; inputs.mkdir()
     (inputs/'metrics.csv').write_text('step,loss,eval_loss\n10,3.0,\n20,2.5,2.8\n30,2.1,2.6\n')
-    (inputs/'metrics.json').write_text(json.dumps({'valid_ratio': 0.97, 'pitch_entropy': 3.2}))
+    hist = lambda *c: {'pitch': [0]*60 + list(c), 'bend': [0]*23 + list(c)}  # the layout of `smidilab evaluate`
+    (inputs/'metrics.json').write_text(json.dumps({
+        'per_piece': {'reference': {'histograms': hist(3, 1, 2)}, 'generated': {'histograms': hist(1, 1, 1)}},
+        'likelihood': {'ngram': {'bits_per_note': 30.5}, 'finetuned': {'bits_per_note': 21.0}}}))
     (inputs/'tokens.json').write_text(json.dumps([{'tokenizer': 'x', 'dialect': 'paper', 'tokens_per_note': 13.0}]))
     first, second = run_figures(tmp_path/'one', inputs), run_figures(tmp_path/'two', inputs)
-    assert sorted(first) == sorted([f'{n}.{e}' for n in FIGURES for e in ('png', 'svg')] + ['README.md'])
+    assert sorted(first) == sorted([f'{n}.{e}' for n in FIGURES for e in ('png', 'svg')] + ['README.md', 'tokens_per_note.json'])
     assert [n for n in first if first[n] != second[n]] == []
     assert all(f'`{n}.png`' in first['README.md'].decode() for n in FIGURES)

@@ -1,0 +1,152 @@
+"Dataset build: splits, token budgets with the real tokenizers, bad inputs, resuming, reproducibility, the job notebook"
+import json, os, shutil
+from dataclasses import replace
+from pathlib import Path
+import pytest
+os.environ['HF_HUB_OFFLINE'] = '1'
+os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+import smidilab.guitarpro
+from smidilab.codec import text_to_notes
+from smidilab.dataset import (DatasetConfig, SPLITS, FEATURES, build_dataset, build_prompt, build_completion,
+                              build_system_prompt, corpus_to_midi, guitar_riff, riff_to_gp5, tick_ms)
+from smidilab.tokens import load_tokenizer
+
+REPO = Path(__file__).parents[1]
+LLAMA2 = Path(__file__).parents[2]/'shared'/'tokenizers'/'llama2'/'tokenizer.model'
+PIECES = ['bach/bwv66.6', 'bach/bwv10.7', 'bach/bwv101.7', 'bach/bwv1.6']
+
+@pytest.fixture(scope='module')
+def inputs(tmp_path_factory):
+    d = tmp_path_factory.mktemp('inputs')
+    for name in PIECES: corpus_to_midi(name, d/'midi'/f"{name.replace('/', '_')}.mid")
+    for i in range(3): riff_to_gp5(*guitar_riff(i), d/'gp'/f'riff_{i}.gp5')
+    return d
+
+def config(inputs, out, **kw):
+    base = dict(midi_dirs=[str(inputs/'midi')], gp_dirs=[str(inputs/'gp')], out_dir=str(out), augment=2,
+                max_tokens=512, tasks=['continuation', 'infilling', 'accompaniment'], min_notes=8)
+    return DatasetConfig(**base | kw)
+
+def rows(out) -> dict:
+    from datasets import load_from_disk
+    ds = load_from_disk(str(out))
+    return {s: ds[s].to_list() for s in SPLITS}
+
+@pytest.fixture(scope='module')
+def built(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp('built')/'ds'
+    cfg = config(inputs, out)
+    return cfg, build_dataset(cfg, progress=False), rows(out)
+
+def test_config_round_trip(tmp_path):
+    cfg = DatasetConfig(midi_dirs=['x'], tasks=['infilling'], max_tokens=16384, split=[0.7, 0.2, 0.1])
+    assert DatasetConfig.load(cfg.save(tmp_path/'c.json')) == cfg and DatasetConfig.load(cfg.save(tmp_path/'c.json')) != DatasetConfig()
+
+def test_columns_manifest_and_splits(built):
+    cfg, manifest, data = built
+    assert all(set(r) == set(FEATURES) for s in SPLITS for r in data[s])
+    sources = {s: {r['source'] for r in data[s]} for s in SPLITS}
+    assert all(sources[s] for s in SPLITS)  # three splits, each with pieces
+    assert not (sources['train'] & sources['validation'] or sources['train'] & sources['test']
+                or sources['validation'] & sources['test'])
+    assert {r['augmentation'] for s in ('validation', 'test') for r in data[s]} == {'none'}
+    augmented = [json.loads(r['augmentation']) for r in data['train'] if r['augmentation'] != 'none']
+    assert augmented and all({'transpose', 'tempo', 'velocity', 'modulate'} <= set(a) for a in augmented)
+    assert {r['task'] for r in data['train']} == {'continuation', 'infilling', 'accompaniment'}
+    assert {r['instrument'] for r in data['train']} == {'piano', 'guitar'}
+    m = json.loads((Path(cfg.out_dir)/'manifest.json').read_text())
+    assert m == json.loads(json.dumps(manifest))
+    assert (m['tokenizer'], m['dialect'], m['ticks_per_second'], m['failed']) == ('smollm2', 'paper', 192, [])
+    assert m['counts']['train']['examples'] == len(data['train']) and m['settings']['seed'] == 0 and m['commit']
+    assert DatasetConfig.load(Path(cfg.out_dir)/'dataset_config.json') == cfg
+
+def test_completion_counts_and_prompt_text(built):
+    _, _, data = built
+    for r in data['train'][:50]:
+        assert len(text_to_notes(r['completion'])) == r['n_notes']
+        assert '5.208 ms' in r['prompt'] and r['prompt'].endswith('<|im_start|>assistant\n')
+        assert ('metal guitarist' in r['prompt']) == (r['instrument'] == 'guitar')
+        assert (':b' in r['completion']) == (r['instrument'] == 'guitar')
+
+def test_prompt_states_the_true_tick_length():
+    assert tick_ms(192) == '5.208 ms' and tick_ms(768) == '1.302 ms'
+    assert 'ticks of 1.302 ms (768 ticks per second)' in build_system_prompt('piano', ticks_per_second=768)
+    assert 'ticks of 5.208 ms (192 ticks per second)' in build_system_prompt('guitar', bends=True)
+    assert '5.208' not in build_system_prompt('piano', ticks_per_second=768)
+
+def test_budget_with_smollm2(built):
+    cfg, _, data = built
+    tok = load_tokenizer('smollm2')
+    counts = [len(tok(r['prompt'] + r['completion'])['input_ids']) + 1 for s in SPLITS for r in data[s]]
+    assert max(counts) <= cfg.max_tokens
+    assert sorted(counts)[len(counts) // 2] > cfg.max_tokens // 2  # examples fill the budget, not a trickle
+
+def test_budget_with_llama2_checked_by_sentencepiece(inputs, tmp_path):
+    import sentencepiece as spm
+    cfg = config(inputs, tmp_path/'ds', tokenizer=str(LLAMA2), max_tokens=700, augment=1)
+    build_dataset(cfg, progress=False)
+    sp = spm.SentencePieceProcessor(model_file=str(LLAMA2))
+    data = rows(cfg.out_dir)
+    for r in data['train']:
+        assert r['prompt'].startswith('[INST] <<SYS>>\n') and r['prompt'].endswith(' [/INST]') and r['completion'][0] == ' '
+    counts = [len(sp.encode(r['prompt'] + r['completion'])) + 2 for s in SPLITS for r in data[s]]  # + BOS + EOS
+    assert max(counts) <= 700 and sorted(counts)[len(counts) // 2] > 350
+
+def test_prompt_tokens_are_a_prefix_of_the_example():
+    "TRL masks the prompt by its own tokenization: it must be a prefix of the whole example's"
+    for tok in (load_tokenizer('smollm2'), load_tokenizer(str(LLAMA2))):
+        system = build_system_prompt('piano')
+        prompt = build_prompt(system, 'p60:v80:d96:t96 p62:v80:d96:t96', tok)
+        whole = tok(prompt + build_completion('p64:v80:d96:t96', tok))['input_ids']
+        assert whole[:len(tok(prompt)['input_ids'])] == tok(prompt)['input_ids']
+        assert tok.bos_token is None or not prompt.startswith(tok.bos_token) or tok.bos_token == '<|im_start|>'
+
+def test_same_seed_same_data_other_seed_other_train(built, inputs, tmp_path):
+    cfg, _, data = built
+    build_dataset(replace(cfg, out_dir=str(tmp_path/'again')), progress=False)
+    assert rows(tmp_path/'again') == data
+    build_dataset(replace(cfg, out_dir=str(tmp_path/'seed1'), seed=1), progress=False)
+    other = rows(tmp_path/'seed1')
+    assert other['train'] != data['train'] and other['test'] == data['test'] and other['validation'] == data['validation']
+
+def test_bad_files_are_listed_and_the_rest_builds(inputs, tmp_path):
+    d = tmp_path/'mixed'
+    shutil.copytree(inputs/'midi', d/'midi'); shutil.copytree(inputs/'gp', d/'gp')
+    (d/'midi'/'empty.mid').write_bytes(b'')
+    (d/'midi'/'corrupt.mid').write_bytes(b'MThd\x00\x00\x00\x06garbage' * 3)
+    (d/'midi'/'notes.txt').write_text('not an input')
+    (d/'gp'/'truncated.gp5').write_bytes((inputs/'gp'/'riff_0.gp5').read_bytes()[:300])
+    cfg = config(d, tmp_path/'ds', augment=0, workers=2)
+    cfg.midi_dirs, cfg.gp_dirs = [str(d/'midi')], [str(d/'gp')]
+    m = build_dataset(cfg, progress=False)
+    failed = {Path(f['path']).name: f['error'] for f in m['failed']}
+    assert set(failed) == {'empty.mid', 'corrupt.mid', 'truncated.gp5'} and all(failed.values())
+    assert m['inputs'] == len(PIECES) + 3 + 3
+    assert sum(c['pieces'] for c in m['counts'].values()) == len(PIECES) + 3
+
+def test_interrupted_build_resumes_to_the_same_result(built, inputs, tmp_path, monkeypatch):
+    cfg, _, data = built
+    out = tmp_path/'resumed'
+    real, calls = smidilab.guitarpro.read_music, []
+    def crash_after_three(path, **kw):
+        if len(calls) == 3: raise KeyboardInterrupt  # the user pressing Ctrl-C half-way
+        calls.append(path); return real(path, **kw)
+    monkeypatch.setattr(smidilab.guitarpro, 'read_music', crash_after_three)
+    with pytest.raises(KeyboardInterrupt): build_dataset(replace(cfg, out_dir=str(out)), progress=False)
+    assert len(list((out/'.cache'/'encoded').glob('*.json'))) == 3 and not (out/'manifest.json').exists()
+    def counting(path, **kw): calls.append(path); return real(path, **kw)
+    monkeypatch.setattr(smidilab.guitarpro, 'read_music', counting)
+    m = build_dataset(replace(cfg, out_dir=str(out)), progress=False)
+    assert len(calls) == len(PIECES) + 3  # 3 before the crash, the rest after: nothing read twice
+    assert rows(out) == data and m['counts'] == built[1]['counts']
+
+def test_job_notebook_runs_under_papermill(tmp_path):
+    import papermill
+    out = tmp_path/'ds'
+    params = dict(out_dir=str(out), augment=1, max_tokens=512, embedded_pieces=PIECES[:3], embedded_riffs=3,
+                  tasks=['continuation', 'accompaniment'])
+    papermill.execute_notebook(str(REPO/'nbs'/'07_dataset.ipynb'), str(tmp_path/'executed.ipynb'), parameters=params,
+                               kernel_name='python3', cwd=str(REPO/'nbs'), progress_bar=False)
+    m = json.loads((out/'manifest.json').read_text())
+    assert m['settings']['embedded_pieces'] == PIECES[:3] and m['inputs'] == 6 and m['failed'] == []
+    assert {r['task'] for r in rows(out)['train']} == {'continuation', 'accompaniment'}

@@ -1,0 +1,88 @@
+"End-to-end tests of the `smidilab` command line: files in, files and exit codes out."
+import json, os, subprocess, sys
+from pathlib import Path
+import mido
+import pytest
+from smidilab.codec import text_to_notes
+from smidilab.cli import main
+from conftest import FIXTURES, need
+
+SMIDILAB = [sys.executable, '-m', 'smidilab.cli']
+
+
+def smidilab(*args, cwd=None):
+    return subprocess.run([str(Path(sys.executable).parent / 'smidilab'), *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+@pytest.fixture(scope='module')
+def corpus(tmp_path_factory):
+    "A folder mixing good MIDI (music21 chorales), a Guitar Pro file, and bad inputs"
+    from music21 import corpus as m21
+    d = tmp_path_factory.mktemp('corpus')
+    for p in m21.getComposer('bach')[:2]:
+        (d / 'bach').mkdir(exist_ok=True)
+        m21.parse(p).write('midi', fp=str(d / 'bach' / f'{Path(p).stem}.mid'))
+    (d / 'bad').mkdir()
+    (d / 'bad' / 'empty.mid').write_bytes(b'')
+    good = (d / 'bach').glob('*.mid').__next__().read_bytes()
+    (d / 'bad' / 'truncated.mid').write_bytes(good[:len(good) // 2])
+    (d / 'bad' / 'random.mid').write_bytes(os.urandom(300))
+    (d / 'bad' / 'text.mid').write_text('this is not a MIDI file\n')
+    gp = FIXTURES / 'guitarpro' / 'pyguitarpro' / 'Effects.gp5'
+    if gp.exists(): (d / 'Effects.gp5').write_bytes(gp.read_bytes())
+    return d
+
+
+def test_encode_reports_bad_files_and_converts_the_rest(corpus, tmp_path):
+    r = smidilab('encode', corpus, '-o', tmp_path / 'out')
+    assert r.returncode == 1, r.stderr
+    assert 'Traceback' not in r.stderr + r.stdout
+    report = json.loads((tmp_path / 'out' / 'report.json').read_text())
+    bad = {Path(k).name: v for k, v in report.items() if not v['ok']}
+    assert set(bad) == {'empty.mid', 'truncated.mid', 'random.mid', 'text.mid'}
+    assert all(v['error'] for v in bad.values())
+    good = [k for k, v in report.items() if v['ok']]
+    assert len(good) == len(report) - 4
+    for k in good:
+        out = Path(report[k]['output'])
+        assert out.is_relative_to(tmp_path / 'out')
+        assert len(text_to_notes(out.read_text())) == report[k]['notes'] > 0
+    assert (tmp_path / 'out' / 'bach').is_dir()      # input folders mirrored
+
+
+def test_encode_all_good_exits_zero_and_decode_round_trips(corpus, tmp_path):
+    assert smidilab('encode', corpus / 'bach', '-o', tmp_path / 'txt').returncode == 0
+    r = smidilab('decode', tmp_path / 'txt', '-o', tmp_path / 'mid', '--to', 'mid', '--strict')
+    assert r.returncode == 0, r.stderr
+    mids = sorted((tmp_path / 'mid').glob('*.mid'))
+    assert len(mids) == 2 and all(mido.MidiFile(m).length > 0 for m in mids)
+    assert smidilab('encode', tmp_path / 'mid', '-o', tmp_path / 'txt2').returncode == 0
+    for t in (tmp_path / 'txt').rglob('*.txt'):
+        assert (tmp_path / 'txt2' / t.name).read_text() == t.read_text()
+
+
+def test_decode_lenient_reports_dropped_tokens_strict_fails(tmp_path):
+    (tmp_path / 'gen.txt').write_text('p60:v80:d96:t96 p61:vX p62:v80:d96:t96')
+    r = smidilab('decode', tmp_path / 'gen.txt', '-o', tmp_path / 'lenient')
+    assert r.returncode == 0, r.stderr
+    entry = json.loads((tmp_path / 'lenient' / 'report.json').read_text())[str(tmp_path / 'gen.txt')]
+    assert entry['notes'] == 2 and entry['dropped'][0]['token'] == 'p61:vX'
+    r = smidilab('decode', tmp_path / 'gen.txt', '-o', tmp_path / 'strict', '--strict')
+    assert r.returncode == 1 and 'token 1' in r.stdout
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert smidilab('encode').returncode == 2
+    assert smidilab('encode', tmp_path / 'missing', '-o', tmp_path).returncode == 2
+    assert smidilab('decode', tmp_path, '-o', tmp_path, '--to', 'mp3').returncode == 2
+    assert smidilab('frobnicate').returncode == 2
+
+
+def test_reference_data_grid(tmp_path):
+    "--ticks-per-second 768 reads the study's data grid: a response decodes to a MIDI of the right length in seconds"
+    row = json.loads(need(FIXTURES / 'seed' / 'test.jsonl').read_text().splitlines()[0])
+    (tmp_path / 'ref.txt').write_text(row['response'])
+    assert smidilab('decode', tmp_path / 'ref.txt', '-o', tmp_path / 'o', '--ticks-per-second', '768', '--strict').returncode == 0
+    notes = text_to_notes(row['response'], ticks_per_second=768)
+    assert abs(mido.MidiFile(tmp_path / 'o' / 'ref.mid').length - max(notes.end, notes.last_offset) / 768) < 0.01

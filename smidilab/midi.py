@@ -13,8 +13,9 @@ from .core import *
 from .codec import quantize_bend, dequantize_bend, extreme_bend
 
 # %% auto #0
-__all__ = ['ENGINES', 'RPN_CONTROLS', 'GM_FAMILIES', 'MidiEvents', 'scan_mido', 'scan_fast', 'scan_midi', 'ticks_to_grid',
-           'pair_notes', 'channel_bends', 'note_bends', 'read_midi_report', 'read_midi']
+__all__ = ['ENGINES', 'RPN_CONTROLS', 'GM_FAMILIES', 'PROGRAMS', 'FREE_CHANNELS', 'OFF', 'RESET', 'ZERO', 'ON', 'RISE',
+           'MidiEvents', 'scan_mido', 'scan_fast', 'scan_midi', 'ticks_to_grid', 'pair_notes', 'channel_bends',
+           'note_bends', 'read_midi_report', 'read_midi', 'is_bent', 'assign_channels', 'midi_bytes', 'write_midi']
 
 # %% ../nbs/02_midi.ipynb #acaddc19
 @dataclass
@@ -342,3 +343,122 @@ def read_midi(path, ticks_per_second: int = DEFAULT_TICKS_PER_SECOND, bend_range
               keep_drums: bool = False, engine: str = 'auto') -> NoteTable:
     "The notes of a MIDI file on a grid of `ticks_per_second` (see `read_midi_report`)"
     return read_midi_report(path, ticks_per_second, bend_range, keep_drums, engine)[0]
+
+# %% ../nbs/02_midi.ipynb #6fa5841e
+PROGRAMS = {'piano': 0, 'guitar': 29, 'bass': 33, 'other': 0}
+FREE_CHANNELS = tuple(c for c in range(16) if c != 9)
+
+def is_bent(notes: NoteTable) -> np.ndarray:
+    "Mask of the notes that carry a bend (b != 23) or a bend curve"
+    curved = np.array([c is not None for c in notes.curve], bool) if notes.curve is not None else False
+    return (notes.bend != NO_BEND) | curved
+
+def _lane(lanes: dict, key, a: int) -> tuple[int, bool]:
+    "(latest note-off among a lane's notes starting before tick `a`, does a sounding note start at `a`?)"
+    t, prev, cur, sounding = lanes.get(key, (a, -1, -1, False))
+    return (prev, sounding) if t == a else (max(prev, cur), False)
+
+def _lane_add(lanes: dict, key, a: int, b: int):
+    "Record a note [a, b) in a lane (notes arrive by onset)"
+    t, prev, cur, sounding = lanes.get(key, (a, -1, -1, False))
+    if a > t: t, prev, cur, sounding = a, max(prev, cur), -1, False
+    lanes[key] = (a, prev, max(cur, b), sounding or b > a)
+
+# %% ../nbs/02_midi.ipynb #f2027983
+def _overlaps(lanes: dict, key, a: int, b: int) -> bool:
+    prev, sounding = _lane(lanes, key, a)
+    return prev > a or (sounding and b > a)
+
+def _fits(lanes: dict, c: int, a: int, b: int, pitch: int, bent: bool) -> bool:
+    "Can a note [a, b) of `pitch` go on channel `c`?"
+    if _overlaps(lanes, ('bent', c), a, b) or (bent and _overlaps(lanes, ('all', c), a, b)): return False
+    return _lane(lanes, ('pitch', c, pitch), a)[0] <= b  # not nested inside a same-pitch note
+
+def assign_channels(notes: NoteTable) -> np.ndarray:
+    "A MIDI channel per note such that reading the written file gives the notes back"
+    lanes, out, bent = {}, np.zeros(len(notes), np.int64), is_bent(notes)
+    ends = notes.onset + notes.duration
+    for i in np.lexsort((notes.pitch, notes.onset)).tolist():
+        a, b, p = int(notes.onset[i]), int(ends[i]), int(notes.pitch[i])
+        c = next((c for c in FREE_CHANNELS if _fits(lanes, c, a, b, p, bent[i])), None)
+        if c is None: raise SmidiError(f"note {i} (pitch {p} at tick {a}): more than 15 notes need their own MIDI "
+                                       "channel at once (bent notes sounding together, or nested same-pitch repeats)")
+        for key in [('all', c), ('pitch', c, p)] + [('bent', c)] * bool(bent[i]): _lane_add(lanes, key, a, b)
+        out[i] = c
+    return out
+
+# %% ../nbs/02_midi.ipynb #6da47107
+OFF, RESET, ZERO, ON, RISE = range(5)  # phases of events within one tick
+
+def _bend_steps(a: int, d: int, b: int, curve) -> list[tuple[int, int]]:
+    "(tick, 14-bit value) pitch-bend events of one bent note starting at `a` lasting `d` ticks"
+    if curve is not None:
+        return [(a + i * d // len(curve), int(dequantize_bend(v))) for i, v in enumerate(curve)]
+    g, q = int(dequantize_bend(b)) - 8192, d // 4
+    return [(a + q * j // 4, 8192 + g * j // 4) for j in range(1, 5)]
+
+def _bend_msg(c: int, x: int) -> mido.Message:
+    return mido.Message('pitchwheel', channel=c, pitch=x - 8192)
+
+def _note_rows(i: int, c: int, p: int, v: int, a: int, d: int, bend: int, curve, bent: bool) -> list:
+    "Event rows of one note"
+    on, off = mido.Message('note_on', channel=c, note=p, velocity=v), mido.Message('note_off', channel=c, note=p)
+    steps = [_bend_msg(c, x) for _, x in _bend_steps(a, d, bend, curve)] if bent else []
+    if d == 0: return [(a, ZERO, i, k, c, m) for k, m in enumerate([on, *steps, off] + [_bend_msg(c, 8192)] * bent)]
+    rows = [(a, ON, d, i, c, on), (a + d, OFF, 0, i, c, off)] + [(a + d, RESET, 0, i, c, _bend_msg(c, 8192))] * bent
+    return rows + [(t, RISE, i, k, c, m) for k, ((t, _), m) in enumerate(zip(_bend_steps(a, d, bend, curve), steps))]
+
+# %% ../nbs/02_midi.ipynb #f7c043d1
+def _tempo_for(ticks_per_second: int) -> tuple[int, int]:
+    "(ticks per beat, µs per beat) making one MIDI tick one grid tick"
+    tpb, tempo = (ticks_per_second // 2, 500000) if ticks_per_second % 2 == 0 else (ticks_per_second, 1_000_000)
+    if not 0 < tpb < 0x8000: raise SmidiError(f"ticks_per_second {ticks_per_second} cannot be a MIDI tick grid")
+    return tpb, tempo
+
+def _rpn_values(bend_range: float) -> tuple[int, int]:
+    "(semitones, cents) of the RPN 0 message for `bend_range`"
+    semis = int(bend_range); cents = round((bend_range - semis) * 100)
+    if not (0 <= semis <= 127 and cents < 100 and semis + cents / 100 == bend_range):
+        raise SmidiError(f"bend range {bend_range} cannot be written as RPN 0 semitones + cents")
+    return semis, cents
+
+def _setup(c: int, program: int, semis: int, cents: int) -> list[mido.Message]:
+    "Program and RPN 0 bend range of channel `c` (the RPN is deselected afterwards)"
+    cc = [(101, 0), (100, 0), (6, semis), (38, cents), (101, 127), (100, 127)]
+    return [mido.Message('program_change', channel=c, program=program)] + \
+           [mido.Message('control_change', channel=c, control=k, value=v) for k, v in cc]
+
+def _track(msgs: list, ticks: list, end: int, name: str = '') -> mido.MidiTrack:
+    "A track of `msgs` at absolute `ticks`, ending at `end`"
+    t = mido.MidiTrack([mido.MetaMessage('track_name', name=name)] if name else [])
+    for m, tick, prev in zip(msgs, ticks, [0] + ticks): t.append(m.copy(time=tick - prev))
+    t.append(mido.MetaMessage('end_of_track', time=max(end - (ticks[-1] if ticks else 0), 0)))
+    return t
+
+# %% ../nbs/02_midi.ipynb #0181260b
+def _rows(notes: NoteTable, channels: np.ndarray) -> list:
+    bent, curves = is_bent(notes), notes.curve if notes.curve is not None else [None] * len(notes)
+    cols = zip(notes.pitch.tolist(), notes.velocity.tolist(), notes.onset.tolist(), notes.duration.tolist(),
+               notes.bend.tolist(), curves, bent.tolist(), channels.tolist())
+    return sorted((r for i, (p, v, a, d, b, cu, be, c) in enumerate(cols) for r in _note_rows(i, c, p, v, a, d, b, cu, be)),
+                  key=lambda r: r[:4])
+
+def midi_bytes(notes: NoteTable) -> bytes:
+    "A type-1 MIDI file of `notes` whose tick is the grid tick; reading it back gives `notes`"
+    notes = check_notes(notes)
+    tpb, tempo = _tempo_for(notes.ticks_per_second)
+    semis, cents = _rpn_values(notes.bend_range)
+    rows, end = _rows(notes, assign_channels(notes)), max(notes.end, notes.last_offset)
+    mf = mido.MidiFile(type=1, ticks_per_beat=tpb)
+    mf.tracks.append(_track([mido.MetaMessage('set_tempo', tempo=tempo)], [0], end, 'smidilab'))
+    for c in sorted({r[4] for r in rows}):
+        mine = [r for r in rows if r[4] == c]
+        setup = _setup(c, PROGRAMS[notes.instrument], semis, cents)
+        mf.tracks.append(_track(setup + [r[5] for r in mine], [0] * len(setup) + [r[0] for r in mine], end))
+    buf = io.BytesIO(); mf.save(file=buf)
+    return buf.getvalue()
+
+def write_midi(notes: NoteTable, path, overwrite: bool = False) -> Path:
+    "Write `notes` to the MIDI file `path` atomically; an existing file is kept unless `overwrite`"
+    with atomic_path(path, overwrite) as tmp: tmp.write_bytes(midi_bytes(notes))
+    return Path(path)

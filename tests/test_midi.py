@@ -1,0 +1,275 @@
+"""MIDI reading and writing: table → MIDI → table is the identity, the reader agrees with an independent reference reader
+on random files, every fixture and chorale survives encode → decode → encode, bad files fail with a reason."""
+import io, random
+from collections import defaultdict, deque
+from fractions import Fraction
+from pathlib import Path
+import mido
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st, HealthCheck
+from smidilab.core import NoteTable, InputFileError, SmidiError, NO_BEND, with_columns
+from smidilab.codec import notes_to_text, text_to_notes, quantize_bend, extreme_bend
+from smidilab.midi import read_midi, read_midi_report, midi_bytes, write_midi
+from conftest import FIXTURES, LOGS, need
+
+GP2MIDI = FIXTURES / 'guitarpro' / 'gp2midi'
+
+
+# ---------------------------------------------------------------- table → MIDI → table
+
+@st.composite
+def note_tables(draw, max_notes=40, long=False, curves=False):
+    "Tables with chords, touching/overlapping/nested same-pitch repeats, zero-length notes, bends (and curves)"
+    n = draw(st.integers(0, max_notes))
+    ints = lambda lo, hi: st.lists(st.integers(lo, hi), min_size=n, max_size=n)
+    scale = 10**5 if long else 1
+    onset = np.array(draw(ints(0, 300)), np.int64) * draw(st.sampled_from([1, scale]))
+    duration = np.array(draw(st.lists(st.one_of(st.just(0), st.integers(1, 300), st.integers(1, 60 * scale)),
+                                      min_size=n, max_size=n)), np.int64)
+    if n: onset -= onset.min()
+    touching = draw(st.booleans()) and n > 1  # make some notes end exactly where a same-pitch note starts
+    pitch = draw(st.one_of(ints(0, 127), ints(60, 61)))
+    if touching:
+        duration[:-1] = np.maximum(onset[1:] - onset[:-1], 0); pitch = [pitch[0]] * n
+    bent = draw(st.lists(st.integers(0, n - 1), max_size=min(n, 8), unique=True)) if n else []
+    bend = np.full(n, NO_BEND); bend[bent] = draw(st.lists(st.integers(0, 45), min_size=len(bent), max_size=len(bent)))
+    curve = None
+    if curves and bent:
+        curve = np.full(n, None, object)
+        for i in bent[::2]: curve[i] = tuple(draw(st.lists(st.integers(0, 45), min_size=2, max_size=5)))
+    return NoteTable(pitch=pitch, velocity=draw(ints(1, 127)), onset=onset, duration=duration, bend=bend, curve=curve,
+                     ticks_per_second=draw(st.sampled_from([192, 768, 75, 1000])),
+                     bend_range=draw(st.sampled_from([4.0, 2.0, 12.0, 2.5])),
+                     instrument=draw(st.sampled_from(['piano', 'guitar', 'bass', 'other'])))
+
+
+def round_trip(notes: NoteTable, engine='auto') -> NoteTable:
+    return read_midi(midi_bytes(notes), notes.ticks_per_second, notes.bend_range, engine=engine)
+
+
+def as_read(notes: NoteTable) -> NoteTable:
+    "What reading back promises: curves come back as their extreme quantized bend"
+    if notes.curve is None: return notes
+    bend = [b if c is None else extreme_bend(c) for b, c in zip(notes.bend.tolist(), notes.curve)]
+    return with_columns(notes, bend=np.array(bend), curve=None)
+
+
+@given(note_tables())
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_table_midi_table_is_identity(notes):
+    assert round_trip(notes) == notes
+
+
+@given(note_tables(max_notes=15, long=True))
+@settings(max_examples=40, deadline=None)
+def test_long_pieces_round_trip(notes):
+    assert round_trip(notes) == notes
+
+
+@given(note_tables(curves=True))
+@settings(max_examples=60, deadline=None)
+def test_curves_come_back_as_extreme_bend(notes):
+    back = round_trip(notes)
+    assert back == as_read(notes)
+    assert back.curve is None
+
+
+def test_zero_length_and_nested_repeats_by_hand():
+    notes = NoteTable(pitch=[60] * 5, velocity=[10, 20, 30, 40, 50], onset=[0, 0, 10, 20, 40],
+                      duration=[100, 0, 5, 0, 0], bend=[23, 23, 23, 40, 23])
+    back = round_trip(notes)
+    assert back == notes and back.velocity.tolist() == [20, 10, 30, 40, 50]
+
+
+def test_too_many_bent_notes_at_once_is_a_clear_error():
+    crowd = NoteTable(pitch=range(16), velocity=[9] * 16, onset=[0] * 16, duration=[5] * 16, bend=[40] * 16)
+    with pytest.raises(SmidiError, match='more than 15 notes'): midi_bytes(crowd)
+
+
+def test_write_refuses_to_overwrite(tmp_path):
+    notes = NoteTable(pitch=[60], velocity=[80], onset=[0], duration=[96])
+    p = write_midi(notes, tmp_path / 'a.mid')
+    with pytest.raises(FileExistsError): write_midi(notes, p)
+    assert read_midi(write_midi(notes, p, overwrite=True)) == notes
+    assert sorted(x.name for x in tmp_path.iterdir()) == ['a.mid']
+
+
+# ---------------------------------------------------------------- an independent reference reader
+
+def reference_read(data: bytes, tps: int, bend_range: float, keep_drums=False):
+    "The reading rules written plainly: merged events, tick by tick, Fractions for time (no numpy, no shared code)"
+    mf = mido.MidiFile(file=io.BytesIO(data))
+    events, ends = [], []
+    for ti, track in enumerate(mf.tracks):
+        tick = 0
+        for j, m in enumerate(track): tick += m.time; events.append((tick, ti, j, m))
+        ends.append(tick)
+    events.sort(key=lambda e: e[:3])
+    tempos = [(t, m.tempo) for t, _, _, m in events if m.type == 'set_tempo']
+    def grid(tick):
+        sec, last_t, tempo = Fraction(0), 0, 500000
+        for t, v in tempos:
+            if t > tick: break
+            sec += Fraction((t - last_t) * tempo, mf.ticks_per_beat * 10**6); last_t, tempo = t, v
+        sec += Fraction((tick - last_t) * tempo, mf.ticks_per_beat * 10**6)
+        return int(sec * tps + Fraction(1, 2))
+    rpn, bends = defaultdict(lambda: [127, 127, 2, 0]), defaultdict(list)  # channel → [(position, value)]
+    queue, notes, strays, by_tick = defaultdict(deque), [], 0, defaultdict(list)
+    for pos, (t, _, _, m) in enumerate(events):
+        if m.type == 'control_change':
+            s = rpn[m.channel]
+            if m.control in (99, 98): s[0] = s[1] = 127
+            elif m.control in (101, 100): s[101 - m.control] = m.value
+            elif m.control in (6, 38) and s[:2] == [0, 0]: s[2 if m.control == 6 else 3] = m.value
+        elif m.type == 'pitchwheel':
+            x = 8192 + (m.pitch) * Fraction(rpn[m.channel][2] * 100 + rpn[m.channel][3], 100) / Fraction(bend_range)
+            x = int(x + Fraction(1, 2)) if x >= 0 else -int(-x - Fraction(1, 2))
+            bends[m.channel].append((pos, min(max(x, 0), 16383)))
+        elif m.type in ('note_on', 'note_off') and (keep_drums or m.channel != 9):
+            by_tick[t].append((pos, m))
+    for t in sorted(by_tick):
+        group = by_tick[t]
+        offs = [(p, m) for p, m in group if m.type == 'note_off' or m.velocity == 0]
+        deferred = []
+        for p, m in offs:
+            q = queue[m.channel, m.note]
+            if q: notes.append(q.popleft() + (t, p))
+            else: deferred.append((p, m))
+        for p, m in group:
+            if m.type == 'note_on' and m.velocity > 0: queue[m.channel, m.note].append((t, p, m))
+        for p, m in deferred:
+            q = queue[m.channel, m.note]
+            if q: notes.append(q.popleft() + (t, p))
+            else: strays += 1
+    dangling = [q.popleft() + (max(ends), len(events)) for q in queue.values() for _ in range(len(q))]
+    rows = []
+    for on_t, on_p, m, off_t, off_p in notes + dangling:
+        vals = [v for p, v in bends[m.channel] if p < on_p][-1:] or [8192]
+        vals += [v for p, v in bends[m.channel] if on_p < p < off_p]
+        far = max(vals, key=lambda v: abs(v - 8192))  # first wins ties
+        rows.append((m.note, m.velocity, grid(on_t), grid(off_t), quantize_bend(far)))
+    start = min((r[2] for r in rows), default=0)
+    table = NoteTable(pitch=[r[0] for r in rows], velocity=[r[1] for r in rows], onset=[r[2] - start for r in rows],
+                      duration=[r[3] - r[2] for r in rows], bend=[r[4] for r in rows], ticks_per_second=tps,
+                      bend_range=bend_range)
+    return table, strays, len(dangling)
+
+
+@st.composite
+def midi_files(draw):
+    "Random type 0/1 files: notes (velocity-0 note-ons, strays, dangling), bends, RPN, tempo changes, sysex, drums"
+    channels, pitches = st.sampled_from([0, 1, 9]), st.sampled_from([60, 61, 62])
+    msg = st.one_of(
+        st.builds(lambda c, n, v: mido.Message('note_on', channel=c, note=n, velocity=v), channels, pitches,
+                  st.sampled_from([0, 1, 64, 127])),
+        st.builds(lambda c, n: mido.Message('note_off', channel=c, note=n), channels, pitches),
+        st.builds(lambda c, p: mido.Message('pitchwheel', channel=c, pitch=p), channels,
+                  st.sampled_from([-8192, -1, 0, 1, 4096, 8191])),
+        st.builds(lambda c, k, v: mido.Message('control_change', channel=c, control=k, value=v), channels,
+                  st.sampled_from([101, 100, 6, 38, 99, 7]), st.sampled_from([0, 1, 12, 127])),
+        st.builds(lambda t: mido.MetaMessage('set_tempo', tempo=t), st.sampled_from([250000, 500000, 1_000_001])),
+        st.just(mido.Message('sysex', data=[0x7E, 0x7F, 0x09, 0x01])))
+    tracks = draw(st.lists(st.lists(st.tuples(st.sampled_from([0, 0, 1, 7, 200]), msg), max_size=40),
+                           min_size=1, max_size=3))
+    mf = mido.MidiFile(type=0 if len(tracks) == 1 else 1, ticks_per_beat=draw(st.sampled_from([1, 96, 480, 997])))
+    for t in tracks: mf.tracks.append(mido.MidiTrack([m.copy(time=d) for d, m in t]))
+    buf = io.BytesIO(); mf.save(file=buf)
+    return buf.getvalue()
+
+
+@given(midi_files(), st.sampled_from([192, 768]), st.sampled_from([4.0, 1.0]))
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_reader_agrees_with_reference(data, tps, bend_range):
+    ref, strays, dangling = reference_read(data, tps, bend_range)
+    for engine in ('auto', 'mido'):
+        notes, report = read_midi_report(data, tps, bend_range, engine=engine)
+        assert notes == ref
+        assert (report['stray_note_offs'], report['dangling_closed']) == (strays, dangling)
+
+
+# ---------------------------------------------------------------- real files
+
+@pytest.fixture(scope='module')
+def chorale_dir(tmp_path_factory):
+    import music21
+    d = tmp_path_factory.mktemp('chorales')
+    for p in music21.corpus.getComposer('bach')[:20]: music21.corpus.parse(p).write('midi', fp=d / f'{Path(p).stem}.mid')
+    return d
+
+
+def encode_decode_encode(path: Path):
+    "text of the file, and the text after text → notes → MIDI → notes"
+    notes = read_midi(path)
+    text = notes_to_text(notes)
+    back = text_to_notes(text, ticks_per_second=notes.ticks_per_second, bend_range=notes.bend_range)
+    again = read_midi(midi_bytes(back), notes.ticks_per_second, notes.bend_range)
+    return notes, text, notes_to_text(again, bends=(notes.bend != NO_BEND).any() or notes.instrument != 'piano')
+
+
+def check_file(path: Path):
+    notes, text, again = encode_decode_encode(path)
+    if again != text:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        (LOGS / f'midi_{path.stem}.txt').write_text(f'{text}\n---\n{again}\n')
+    assert len(notes) > 0 and again == text
+    assert read_midi(path, engine='mido') == notes
+
+
+@pytest.mark.parametrize('path', sorted(GP2MIDI.glob('*.mid')), ids=lambda p: p.name)
+def test_fixture_survives_encode_decode_encode(path):
+    check_file(need(path))
+
+
+@pytest.mark.parametrize('i', range(20), ids=lambda i: f'chorale{i}')
+def test_chorale_survives_encode_decode_encode(chorale_dir, i):
+    check_file(sorted(chorale_dir.glob('*.mid'))[i])
+
+
+def test_fixture_bends_are_read():
+    notes, report = read_midi_report(need(GP2MIDI / 'test_gp3.mid'))
+    assert (notes.bend != NO_BEND).sum() == 72 and report['bends_clipped'] == 0
+    assert report['drum_notes_skipped'] > 0 and 9 not in report['channels']
+    assert len(read_midi(GP2MIDI / 'test_gp3.mid', keep_drums=True)) == len(notes) + report['drum_notes_skipped']
+
+
+# ---------------------------------------------------------------- bad and unusual files
+
+def one_note_file(**header) -> mido.MidiFile:
+    mf = mido.MidiFile(**header)
+    mf.tracks.append(mido.MidiTrack([mido.Message('note_on', note=60, velocity=80, time=0),
+                                     mido.Message('note_off', note=60, time=1000)]))
+    return mf
+
+
+def saved(mf: mido.MidiFile) -> bytes:
+    buf = io.BytesIO(); mf.save(file=buf); return buf.getvalue()
+
+
+BAD = {'empty.mid': (b'', 'empty file'),
+       'text.mid': (b'p60:v80:d96:t0 p62:v80:d96:t0\n', 'not a MIDI file'),
+       'random.mid': (bytes(random.Random(0).randrange(256) for _ in range(300)), 'not a MIDI file'),
+       'truncated.mid': (saved(one_note_file())[:25], 'truncated'),
+       'header_only.mid': (saved(one_note_file())[:12], 'truncated'),
+       'type2.mid': (saved(one_note_file(type=2)), 'type 2')}
+
+
+@pytest.mark.parametrize('name', BAD, ids=list(BAD))
+def test_bad_input_is_named_with_a_reason(tmp_path, name):
+    data, reason = BAD[name]
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(InputFileError, match=reason) as e: read_midi(tmp_path / name)
+    assert e.value.path == str(tmp_path / name)
+
+
+def test_smpte_division_is_converted():
+    mf = one_note_file()
+    mf.ticks_per_beat = ((256 - 25) << 8 | 40) - 65536  # 25 frames/s × 40 ticks/frame = 1000 ticks per second
+    notes = read_midi(saved(mf))
+    assert (notes.onset.tolist(), notes.duration.tolist()) == ([0], [192])
+
+
+def test_bad_smpte_rate_is_rejected():
+    mf = one_note_file()
+    mf.ticks_per_beat = ((256 - 23) << 8 | 40) - 65536
+    with pytest.raises(InputFileError, match='SMPTE'): read_midi(saved(mf))

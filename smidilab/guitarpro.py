@@ -139,7 +139,7 @@ def tempo_changes(song: gp.Song, order: list[int], starts: list[Fraction]) -> li
                         changes[starts[pos] + b.start - t.measures[i].start] = mix.tempo.value
     return sorted(changes.items())
 
-# %% ../nbs/03_guitarpro.ipynb #874cfbd8
+# %% ../nbs/03_guitarpro.ipynb #c32e2c49
 @dataclass
 class TimeMap:
     "Exact Guitar Pro ticks → grid ticks, through a piecewise-constant tempo"
@@ -150,15 +150,23 @@ class TimeMap:
         self.ticks, self.seconds = [Fraction(0)], [Fraction(0)]
         for (t0, bpm), (t1, _) in zip(self.changes, self.changes[1:]):
             self.ticks.append(Fraction(t1)); self.seconds.append(self.seconds[-1] + (t1 - t0) * 60 / (QUARTER * bpm))
+        # grid(t) = floor(offset_i + t * rate_i) on segment i: two exact operations per time
+        self.rate = [Fraction(self.ticks_per_second * 60, QUARTER * bpm) for _, bpm in self.changes]
+        self.offset = [s * self.ticks_per_second - t * r + Fraction(1, 2)
+                       for s, t, r in zip(self.seconds, self.ticks, self.rate)]
+
+    def _segment(self, tick) -> int:
+        return max(0, bisect.bisect_right(self.ticks, tick) - 1)
 
     def seconds_at(self, tick) -> Fraction:
         "Seconds from the start at played Guitar Pro tick `tick` (exact)"
-        i = max(0, bisect.bisect_right(self.ticks, tick) - 1)
+        i = self._segment(tick)
         return self.seconds[i] + (Fraction(tick) - self.ticks[i]) * 60 / (QUARTER * self.changes[i][1])
 
     def grid(self, tick) -> int:
         "The grid tick nearest to played Guitar Pro tick `tick` (halves round up)"
-        return math.floor(self.seconds_at(tick) * self.ticks_per_second + Fraction(1, 2))
+        i = self._segment(tick)
+        return math.floor(self.offset[i] + tick * self.rate[i])
 
 # %% ../nbs/03_guitarpro.ipynb #a58686de
 def _part_breaks(start, end, points, total_start, total) -> list[tuple[Fraction, Fraction]]:

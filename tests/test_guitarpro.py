@@ -6,7 +6,7 @@ import guitarpro as gp
 import mido
 import numpy as np
 import pytest
-from smidilab.core import NoteTable, InputFileError, convert_one, NO_BEND
+from smidilab.core import NoteTable, InputFileError, convert_one, with_columns, NO_BEND
 from smidilab.codec import notes_to_text, text_to_notes, dequantize_bend
 from smidilab.guitarpro import (read_gp, read_gp_report, read_music, read_music_report, write_gp5, open_gp,
                                 track_summaries)
@@ -149,6 +149,16 @@ def test_bends_exactly_on_bent_notes(name):
         semis = (dequantize_bend(curve) - 8192) / 8192 * notes.bend_range
         for frac, value in expected[(int(notes.onset[i]) + shift, int(notes.pitch[i]))]:
             assert np.interp(frac, np.linspace(0, 1, len(curve)), semis) == pytest.approx(value, abs=1e-9)
+
+
+# --- in-tune MIDI: a bent GP note -> MIDI -> reread gives the same b ---------------------------------------------------
+
+@pytest.mark.parametrize('path', READABLE, ids=[p.name for p in READABLE])
+def test_midi_rendering_keeps_every_note_and_bend(path):
+    from smidilab.midi import midi_bytes, read_midi
+    notes = read_gp(path, track='all')
+    back = read_midi(midi_bytes(notes), ticks_per_second=notes.ticks_per_second, bend_range=notes.bend_range)
+    assert back == with_columns(notes, curve=None)
 
 
 # --- GuitarProToMidi's rendering of test_gp5.gp5 --------------------------------------------------------------------

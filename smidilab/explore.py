@@ -13,9 +13,9 @@ from .core import NoteTable, NO_BEND, MAX_BEND, take, canonical, find_inputs, co
 from .codec import quantize_bend, dequantize_bend, bend_to_semitones
 
 # %% auto #0
-__all__ = ['NOTE_COLOURS', 'NOTE_NAMES', 'REGION_EDGES', 'REGIONS', 'FIGURE_RC', 'score_to_notes', 'slice_seconds',
-           'bend_contour', 'pitch_name', 'piano_roll', 'note_columns', 'plot_note_histograms', 'raw_bend_values',
-           'plot_bend_histograms', 'plot_bend_quantizer', 'plot_augmentation', 'dataset_summary',
+__all__ = ['NOTE_COLOURS', 'NOTE_NAMES', 'REGION_EDGES', 'REGIONS', 'TOKEN_FIELDS', 'FIGURE_RC', 'score_to_notes',
+           'slice_seconds', 'bend_contour', 'pitch_name', 'piano_roll', 'note_columns', 'plot_note_histograms',
+           'raw_bend_values', 'plot_bend_histograms', 'plot_bend_quantizer', 'plot_augmentation', 'dataset_summary',
            'plot_tokens_per_note', 'read_metrics_csv', 'plot_loss_curves', 'plot_metrics', 'plot_set_histograms',
            'figure_style', 'save_figure']
 
@@ -108,7 +108,7 @@ def _rgb(colour) -> tuple:
     from matplotlib.colors import to_rgb
     return to_rgb(colour)
 
-# %% ../nbs/05_explore.ipynb #6b18761f
+# %% ../nbs/05_explore.ipynb #213366b1
 def _as_tables(tables) -> list[NoteTable]:
     return [tables] if isinstance(tables, NoteTable) else list(tables)
 
@@ -121,6 +121,12 @@ def note_columns(tables) -> dict[str, np.ndarray]:
             'duration': np.concatenate([_seconds(t, t.duration) for t in ts] or [[]]),
             'gap': np.concatenate([gap(t) for t in ts] or [[]])}
 
+def _log_hist(ax, values: np.ndarray, bins: int = 40):
+    "Histogram of the positive `values` on log-spaced bins (durations and gaps span decades)"
+    v = values[values > 0]
+    if len(v): ax.hist(v, bins=np.geomspace(v.min(), v.max() * 1.001, bins), color='tab:blue')
+    ax.set_xscale('log')
+
 def plot_note_histograms(tables, # a NoteTable or a list of them
                          title: str = 'notes') -> Figure:
     "A 2×2 figure of pitch, velocity, duration and onset-gap histograms"
@@ -130,10 +136,11 @@ def plot_note_histograms(tables, # a NoteTable or a list of them
     lo, hi = (int(cols['pitch'].min()), int(cols['pitch'].max())) if len(cols['pitch']) else (0, 127)
     axs[0].hist(cols['pitch'], bins=np.arange(lo - 0.5, hi + 1.5), color='tab:blue')
     axs[1].hist(cols['velocity'], bins=np.arange(0.5, 128.5, 2), color='tab:blue')
-    axs[2].hist(cols['duration'], bins=40, color='tab:blue')
-    gaps = cols['gap'][cols['gap'] > 0]
-    axs[3].hist(gaps, bins=40, color='tab:blue')
-    labels = ['pitch', 'velocity', 'duration (s)', f"onset gap (s), {int((cols['gap'] == 0).sum())} chord notes left out"]
+    _log_hist(axs[2], cols['duration'])
+    _log_hist(axs[3], cols['gap'])
+    zero_d, zero_g = int((cols['duration'] == 0).sum()), int((cols['gap'] == 0).sum())
+    labels = ['pitch', 'velocity', 'duration (s)' + (f', {zero_d} of 0 s left out' if zero_d else ''),
+              'onset gap (s)' + (f', {zero_g} chord notes left out' if zero_g else '')]
     for ax, label in zip(axs, labels): ax.set(xlabel=label, ylabel='notes')
     fig.suptitle(f"{title}: {len(cols['pitch'])} notes")
     return fig
@@ -250,21 +257,23 @@ def dataset_summary(data, # NoteTables, a dict {group: tables}, or a folder of .
     if failed: rows.append(_summary_row('failed', [], failed))
     return pd.DataFrame(rows)
 
-# %% ../nbs/05_explore.ipynb #0f9e542d
-def plot_tokens_per_note(rows: Sequence[dict], # each {'tokenizer', 'dialect', 'tokens_per_note'}
+# %% ../nbs/05_explore.ipynb #848e3c53
+TOKEN_FIELDS = {'p': 'pitch p', 'v': 'velocity v', 'd': 'duration d', 't': 'gap t', 'b': 'bend b', 'sep': 'separators'}
+
+def plot_tokens_per_note(rows: Sequence[dict], # each {'tokenizer', 'dialect', 'tokens_per_note'} (+ per-field shares)
                          title: str = 'tokens per note') -> Figure:
-    "Grouped bars of tokens per note: one group per tokenizer, one bar per dialect"
-    toks = list(dict.fromkeys(r['tokenizer'] for r in rows))
-    dialects = list(dict.fromkeys(r['dialect'] for r in rows))
-    fig, ax = _new_axes(figsize=(7, 3.5))
-    w = 0.8 / max(len(dialects), 1)
-    for j, d in enumerate(dialects):
-        vals = {r['tokenizer']: r['tokens_per_note'] for r in rows if r['dialect'] == d}
-        bars = ax.bar([i + j*w for i, t in enumerate(toks) if t in vals], [vals[t] for t in toks if t in vals], w, label=d)
-        ax.bar_label(bars, fmt='%.1f', fontsize=8)
-    ax.set_xticks([i + w*(len(dialects) - 1)/2 for i in range(len(toks))], toks)
+    "One bar of tokens per note per row (tokenizer × dialect), stacked by note field when the rows have the fields"
+    fig, ax = _new_axes(figsize=(max(5, 1.2*len(rows) + 2.5), 3.8))
+    x, bottom = np.arange(len(rows)), np.zeros(len(rows))
+    fields = [f for f in TOKEN_FIELDS if rows and all(f in r for r in rows)]
+    for f in fields:
+        h = np.array([r[f] for r in rows], float)
+        ax.bar(x, h, 0.7, bottom=bottom, label=TOKEN_FIELDS[f]); bottom += h
+    if not fields: ax.bar(x, [r['tokens_per_note'] for r in rows], 0.7, color='tab:blue')
+    for xi, r in zip(x, rows): ax.text(xi, r['tokens_per_note'], f"{r['tokens_per_note']:.1f}", ha='center', va='bottom', fontsize=8)
+    ax.set_xticks(x, [f"{r['tokenizer']}\n{r['dialect']}" for r in rows], fontsize=8)
     ax.set(ylabel='tokens per note', title=title)
-    ax.legend(title='dialect')
+    if fields: ax.legend(title='field', fontsize=8, loc='upper left', bbox_to_anchor=(1, 1))
     return fig
 
 # %% ../nbs/05_explore.ipynb #f026315d

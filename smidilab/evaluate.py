@@ -26,14 +26,14 @@ __all__ = ['SCALES', 'LOG2_BINS', 'FEATURE_BINS', 'START', 'END', 'SPELLING_K', 
            'score_model', 'describe_set', 'set_summary', 'json_safe', 'md_table', 'plot_histograms', 'report_markdown',
            'markdown_to_html', 'write_report', 'evaluate']
 
-# %% ../nbs/10_evaluate.ipynb #04c6789a
+# %% ../nbs/10_evaluate.ipynb #bb1e0cb4
 @dataclass
 class EvalConfig:
     "Settings of one evaluation (saved as eval_config.json beside the metrics)"
     generated_dir: str = ''       # generation folder: sample_K.txt (+ generation.json)
     reference: str = ''           # dataset folder data/NAME (splits train/test + manifest.json)
     out_dir: str = ''             # where metrics.json, report.md/html and the plots go
-    run_dir: str = ''             # run folder of the fine-tuned model ('' = the one generation.json names, or none)
+    model: str = ''               # run folder (fine-tuned + its base) or a base model spec; '' = the one generation.json names
     max_examples: int = 16        # test examples scored by the language models (0 = all)
     max_batch_tokens: int = 2048  # padded tokens per forward pass (rows × longest row)
     ngram_order: int = 3          # n of the n-gram baseline (context = n-1 notes)
@@ -63,14 +63,14 @@ def symbols_to_notes(symbols: Sequence[tuple], **meta) -> NoteTable:
     onset = np.concatenate([[0], np.cumsum(t)[:-1]])
     return NoteTable(pitch=p, velocity=v, onset=onset, duration=d, bend=b, end=int(t.sum()), **meta)
 
-# %% ../nbs/10_evaluate.ipynb #3fe49e72
+# %% ../nbs/10_evaluate.ipynb #fbbbb732
 def _merged_intervals(notes: NoteTable) -> tuple[list, list]:
-    starts, ends, last = [], [], (None, 0)
+    starts, ends, last_pitch = [], [], None
     for i in np.lexsort((notes.onset, notes.pitch)):
         p, on, off = int(notes.pitch[i]), int(notes.onset[i]), int(notes.onset[i] + notes.duration[i])
         if off <= on: continue
-        if last[0] == p and on <= ends[-1]: ends[-1] = max(ends[-1], off); continue
-        starts.append(on); ends.append(off); last = (p, off)
+        if p == last_pitch and on <= ends[-1]: ends[-1] = max(ends[-1], off)
+        else: starts.append(on); ends.append(off); last_pitch = p
     return starts, ends
 
 def sounding_segments(notes: NoteTable) -> tuple[np.ndarray, np.ndarray]:
@@ -178,16 +178,18 @@ def piece_statistics(notes: NoteTable,          # one piece
             'groove_consistency': groove_consistency(notes, beat, beats_per_measure, steps_per_beat),
             **bend_statistics(notes)}
 
-# %% ../nbs/10_evaluate.ipynb #ea86775f
+# %% ../nbs/10_evaluate.ipynb #e314ee6c
 LOG2_BINS = np.concatenate([[0], 2 ** np.arange(21)])  # left edges: 0, 1, 2, 4, … ticks; the last bin is open
 FEATURE_BINS = {'pitch': np.arange(128), 'pitch_class': np.arange(12), 'velocity': np.arange(0, 128, 8),
-                'duration': LOG2_BINS, 'onset_gap': LOG2_BINS, 'bend': np.arange(MAX_BEND + 1)}
+                'duration': LOG2_BINS, 'onset_gap': LOG2_BINS, 'bend': np.arange(MAX_BEND + 1),
+                'bend_depth': np.arange(-4, 4, 0.25)}  # semitones, bent notes only
 
 def note_features(notes: NoteTable) -> dict:
     "Per-note values of every feature of `FEATURE_BINS` (onset gaps between successive notes)"
     n = canonical(notes)
     return {'pitch': n.pitch, 'pitch_class': n.pitch % 12, 'velocity': n.velocity, 'duration': n.duration,
-            'onset_gap': np.diff(n.onset), 'bend': n.bend}
+            'onset_gap': np.diff(n.onset), 'bend': n.bend,
+            'bend_depth': bend_to_semitones(n.bend[n.bend != NO_BEND], n.bend_range)}
 
 def histogram(values, lefts: np.ndarray) -> np.ndarray:
     "Counts of `values` in bins with left edges `lefts` (the last bin is open to the right)"
@@ -453,12 +455,12 @@ def parse_pieces(texts: Sequence[str], instruments: Sequence[str], options: dict
     parsed = [parse_text(t, instrument=i, **options) for t, i in zip(texts, instruments)]
     return [n for n, _ in parsed], [valid_share(r) for _, r in parsed]
 
-# %% ../nbs/10_evaluate.ipynb #35b91ad7
+# %% ../nbs/10_evaluate.ipynb #37fb3443
 def write_demo_inputs(folder, fixtures) -> tuple[Path, Path]:
     "A tiny dataset folder and generation folder under `folder`, from the seed fixtures (the notebook's default)"
     from datasets import Dataset, DatasetDict
     folder, seed = Path(folder), Path(fixtures)/'seed'
-    rows = [json.loads(l) for l in (seed/'test.jsonl').read_text().splitlines()[:72]]
+    rows = [json.loads(l) for l in (seed/'test.jsonl').read_text().splitlines()[:68]]
     def example(r):
         answer = ' '.join(r['response'].split()[:24])
         return {'prompt': f"[INST] Continue this piece: {r['prompt']} [/INST]\n", 'completion': answer,
@@ -473,14 +475,15 @@ def write_demo_inputs(folder, fixtures) -> tuple[Path, Path]:
                                                              'ticks_per_second': 768, 'instrument': 'piano'}})
     return folder/'gen', folder/'data'
 
-# %% ../nbs/10_evaluate.ipynb #52119f42
-def models_to_score(run_dir: str, generation: dict) -> dict:
-    "Name → `load_generator` spec: 'finetuned' (a run folder, if any) and 'base' (its base model)"
+# %% ../nbs/10_evaluate.ipynb #7983050a
+def _is_run(spec) -> bool: return bool(spec) and (Path(spec)/'run_config.json').is_file()
+
+def models_to_score(model: str, generation: dict) -> dict:
+    "Name → model spec: 'finetuned' (a run folder, if any) and 'base' (the run's base model, or `model` itself)"
     settings = generation.get('settings') or {}
-    run = run_dir or settings.get('run') or ''
-    if run: base = json.loads((Path(run)/'run_config.json').read_text()).get('base_model')
-    else: base = settings.get('base_model') or (generation.get('config') or {}).get('model')
-    return ({'finetuned': str(run)} if run else {}) | ({'base': base} if base else {})
+    spec = model or settings.get('run') or settings.get('base_model') or (generation.get('config') or {}).get('model')
+    if not _is_run(spec): return {'base': spec} if spec else {}
+    return {'finetuned': str(spec), 'base': json.loads((Path(spec)/'run_config.json').read_text())['base_model']}
 
 def _load_base(spec: str, tokenizer):
     from transformers import AutoModelForCausalLM
@@ -627,7 +630,7 @@ def write_report(m: dict, out_dir) -> list[Path]:
     return [write_json(out/'metrics.json', json_safe(m)), atomic_write(out/'report.md', md),
             atomic_write(out/'report.html', markdown_to_html(md))] + pngs
 
-# %% ../nbs/10_evaluate.ipynb #74af6180
+# %% ../nbs/10_evaluate.ipynb #03d1f9ea
 def _load_sets(cfg: EvalConfig) -> dict:
     ds, manifest = load_reference(cfg.reference)
     texts, generation = read_generation(cfg.generated_dir)
@@ -651,7 +654,7 @@ def _ngram_samples(model: dict, cfg: EvalConfig, meta: dict) -> list[NoteTable]:
 def _likelihoods(cfg: EvalConfig, s: dict, model: dict, n: int) -> dict:
     rows, notes = s['test_rows'], [len(p) for p in s['test'][:n]]
     out = {'ngram': ngram_bits_per_note(model, [note_symbols(p) for p in s['test'][:n]])}
-    for name, spec in models_to_score(cfg.run_dir, s['generation']).items():
+    for name, spec in models_to_score(cfg.model, s['generation']).items():
         out[name] = score_model(spec, rows['prompt'][:n], rows['completion'][:n], notes, cfg.max_batch_tokens)
     return out
 

@@ -157,36 +157,26 @@ def test_bits_per_note_tiny_llama_equals_hand_computation(tiny):
     assert summary['bits_per_note'] == pytest.approx(hand / 2)
 
 
-def test_job_with_finetuned_run(tmp_path, tiny):
-    "A run whose LoRA adapter is freshly initialised (B = 0) scores exactly like its base model"
+def test_notebook_runs_under_papermill_with_a_finetuned_run(tmp_path, tiny):
+    "The job notebook on tiny inputs; a run whose LoRA adapter is freshly initialised (B = 0) scores like its base"
+    import papermill as pm
     from peft import LoraConfig, get_peft_model
     model, tok = tiny
     gen_dir, data_dir = write_demo_inputs(tmp_path/'in', FIXTURES)
-    run = tmp_path/'run'
+    run, out = tmp_path/'run', tmp_path/'out'
     get_peft_model(tiny_llama(tok), LoraConfig(r=2, target_modules=['q_proj', 'v_proj'])).save_pretrained(run/'adapter')
     (run/'run_config.json').write_text(json.dumps({'base_model': 'tiny'}))
-    cfg = EvalConfig(generated_dir=str(gen_dir), reference=str(data_dir), out_dir=str(tmp_path/'out'), run_dir=str(run),
-                     max_examples=2, ngram_samples=2, ngram_sample_notes=16)
-    m = evaluate(cfg)
+    pm.execute_notebook(NBS/'10_evaluate.ipynb', tmp_path/'executed.ipynb', cwd=NBS, kernel_name='python3',
+                        progress_bar=False, parameters={'generated_dir': str(gen_dir), 'reference': str(data_dir),
+                                                        'out_dir': str(out), 'model': str(run), 'max_examples': 2,
+                                                        'ngram_samples': 2, 'ngram_sample_notes': 16})
+    m = json.loads((out/'metrics.json').read_text())
     lk = m['likelihood']
-    assert set(lk) == {'ngram', 'base', 'finetuned'}
+    assert set(lk) == {'ngram', 'base', 'finetuned'} and m['inputs']['scored_examples'] == 2
     assert lk['finetuned']['bits_per_note'] == pytest.approx(lk['base']['bits_per_note'], rel=1e-5)
     assert lk['ngram']['notes'] == lk['base']['notes'] == 48
     assert m['sets']['generated']['longest_copy_max'] == 24  # sample_1 copies a training answer
     assert m['sets']['generated']['valid_share'] < 1.0         # ... followed by a broken token
-    saved = json.loads((tmp_path/'out'/'metrics.json').read_text())
-    assert saved['likelihood']['base']['tokens'] == lk['base']['tokens']
-    assert len(list((tmp_path/'out'/'ngram_samples').glob('sample_*.txt'))) == 2
-
-
-def test_notebook_runs_under_papermill(tmp_path):
-    import papermill as pm
-    gen_dir, data_dir = write_demo_inputs(tmp_path/'in', FIXTURES)
-    out = tmp_path/'out'
-    pm.execute_notebook(NBS/'10_evaluate.ipynb', tmp_path/'executed.ipynb', cwd=NBS, kernel_name='python3',
-                        progress_bar=False, parameters={'generated_dir': str(gen_dir), 'reference': str(data_dir),
-                                                        'out_dir': str(out), 'max_examples': 1, 'ngram_samples': 1})
-    m = json.loads((out/'metrics.json').read_text())
-    assert m['inputs']['scored_examples'] == 1 and m['sets']['ngram']['pieces'] == 1
+    assert m['sets']['ngram']['pieces'] == 2 and len(list((out/'ngram_samples').glob('sample_*.txt'))) == 2
     assert {'report.md', 'report.html', 'hist_pitch.png', 'eval_config.json'} <= {p.name for p in out.iterdir()}
-    assert '| base |' in (out/'report.md').read_text()
+    assert '| finetuned |' in (out/'report.md').read_text()

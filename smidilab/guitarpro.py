@@ -17,11 +17,12 @@ from .codec import quantize_bend, dequantize_bend, extreme_bend
 from .midi import read_midi_report
 
 # %% auto #0
-__all__ = ['GP67_EXTS', 'QUARTER', 'STANDARD_TUNING', 'BASS_TUNING', 'UNITS_PER_QUARTER', 'MEASURE_UNITS', 'WRITTEN', 'open_gp',
-           'classify_track', 'track_summaries', 'choose_tracks', 'measure_order', 'played_starts', 'tempo_changes',
-           'TimeMap', 'bend_breaks', 'sample_breaks', 'semitones_to_bend', 'walk_tracks', 'read_gp_report', 'read_gp',
-           'best_tempo', 'finger_chord', 'assign_strings', 'split_units', 'beat_spans', 'curve_semitones', 'note_curve',
-           'part_bend_points', 'write_gp5', 'read_music_report', 'read_music']
+__all__ = ['GP67_EXTS', 'QUARTER', 'STANDARD_TUNING', 'BASS_TUNING', 'UNITS_PER_QUARTER', 'MEASURE_UNITS', 'GUITAR_TUNINGS',
+           'BASS_TUNINGS', 'WRITTEN', 'open_gp', 'classify_track', 'track_summaries', 'choose_tracks', 'measure_order',
+           'played_starts', 'tempo_changes', 'TimeMap', 'bend_breaks', 'sample_breaks', 'semitones_to_bend',
+           'walk_tracks', 'read_gp_report', 'read_gp', 'best_tempo', 'choose_tuning', 'finger_chord', 'assign_strings',
+           'split_units', 'beat_spans', 'curve_semitones', 'note_curve', 'part_bend_points', 'write_gp5',
+           'read_music_report', 'read_music']
 
 # %% ../nbs/03_guitarpro.ipynb #efe1456a
 GP67_EXTS = ('.gpx', '.gp')
@@ -382,6 +383,20 @@ def best_tempo(times: np.ndarray, ticks_per_second: int, tempos=range(40, 301)) 
     best = min(err)
     return min((t for t, e in zip(tempos, err) if e <= best + 1e-9), key=lambda t: abs(math.log(t / 120)))
 
+# %% ../nbs/03_guitarpro.ipynb #ee920c7e
+GUITAR_TUNINGS = {'standard': STANDARD_TUNING, 'drop D': (64, 59, 55, 50, 45, 38), 'D standard': (62, 57, 53, 48, 43, 38),
+                  'drop C': (62, 57, 53, 48, 43, 36), '7-string': STANDARD_TUNING + (35,),
+                  '7-string drop A': STANDARD_TUNING + (33,)}  # Guitar Pro 5 stores at most 7 strings
+BASS_TUNINGS = {'bass': BASS_TUNING, 'bass drop D': (43, 38, 33, 26), '5-string bass': BASS_TUNING + (23,)}
+
+def choose_tuning(pitch, instrument: str = 'guitar', max_fret: int = 24) -> tuple[str, tuple]:
+    "Name and strings (high to low) of the first common tuning that can play every pitch (else the widest)"
+    tunings = BASS_TUNINGS if instrument == 'bass' else GUITAR_TUNINGS
+    lo, hi = (int(np.min(pitch)), int(np.max(pitch))) if len(pitch) else (127, 0)
+    for name, t in tunings.items():
+        if min(t) <= lo and hi <= max(t) + max_fret: return name, t
+    return min(tunings.items(), key=lambda kv: min(kv[1]))
+
 # %% ../nbs/03_guitarpro.ipynb #d44cc808
 def _chord_cost(frets: list, hand: float | None, cut: int) -> float:
     fretted = [f for f in frets if f > 0]
@@ -554,14 +569,14 @@ def _bend_rounding(frame: dict, bend_range: float) -> int:
     return sum(c is not None and bool(np.abs(curve_semitones(c, bend_range) * 2 % 1).max() > 1e-9)
                for c in frame['curve'])
 
-# %% ../nbs/03_guitarpro.ipynb #b8393600
+# %% ../nbs/03_guitarpro.ipynb #753d0e0f
 def write_gp5(notes: NoteTable,       # the notes to write (one instrument)
               path,                   # the .gp5 file to write (atomically)
-              tuning: tuple | None = None,  # open-string pitches, string 1 (highest) first; default by instrument
+              tuning: tuple | None = None,  # open-string pitches, string 1 (highest) first; default `choose_tuning`
               tempo: int | None = None,     # bpm; default: the one that fits the notes best (`best_tempo`)
               overwrite: bool = False, max_fret: int = 24) -> dict:
     "Write `notes` as a one-track GP5 tablature; returns a report (tempo, timing error, dropped notes, rounding)"
-    tuning = tuple(tuning or (BASS_TUNING if notes.instrument == 'bass' else STANDARD_TUNING))
+    tuning = tuple(tuning or choose_tuning(notes.pitch, notes.instrument, max_fret)[1])
     tempo = int(tempo or best_tempo(np.concatenate([notes.onset, notes.onset + notes.duration]), notes.ticks_per_second))
     frame, report = _tab_frame(notes, tempo, tuning, max_fret)
     n_measures = max(1, -(-int(frame['end'].max() if len(frame['end']) else 1) // MEASURE_UNITS))
@@ -569,7 +584,7 @@ def write_gp5(notes: NoteTable,       # the notes to write (one instrument)
     _fill_song(song, frame, notes.bend_range)
     with atomic_path(path, overwrite) as tmp: gp.write(song, str(tmp), version=(5, 1, 0))
     levels = (np.asarray(frame['velocity']) - 15) % 16 != 0
-    return report | {'path': str(path), 'notes': int(len(frame['start'])), 'measures': n_measures,
+    return report | {'path': str(path), 'tuning': list(tuning), 'notes': int(len(frame['start'])), 'measures': n_measures,
                      'bends_rounded': _bend_rounding(frame, notes.bend_range), 'velocities_rounded': int(levels.sum())}
 
 # %% ../nbs/03_guitarpro.ipynb #ec77726d

@@ -262,6 +262,21 @@ def test_gp5_text_gp5_text_stable_for_a_real_piece(tmp_path):
     assert rep['max_error_ticks'] <= rep['grid_ticks_per_64th'] / 2 + 1e-9
 
 
+REAL_TRACKS = [('test_gp3.gp3', 1), ('test_gp3.gp3', 3), ('test_gp4.gp4', 1), ('test_gp4.gp4', 2), ('test_gp5.gp5', 2)]
+
+
+@pytest.mark.parametrize('name,track', REAL_TRACKS, ids=[f'{n}-track{t}' for n, t in REAL_TRACKS])
+def test_real_tracks_written_as_tablature(tmp_path, name, track):
+    "Every note of real guitar and bass tracks (drop D included) comes back, within half a 64th note"
+    notes = read_gp(need(G2M / name), track=track)
+    rep = write_gp5(notes, tmp_path / 'a.gp5')
+    back = read_gp(tmp_path / 'a.gp5')
+    assert rep['dropped'] == 0 and len(back) == len(notes) and back.instrument == notes.instrument
+    assert sorted(back.pitch.tolist()) == sorted(notes.pitch.tolist())
+    shift = np.sort(back.onset) - np.sort(notes.onset)
+    assert np.abs(shift).max() <= rep['grid_ticks_per_64th'] / 2 + 1e-9
+
+
 def random_guitar(seed: int, n: int = 120) -> NoteTable:
     rng = np.random.default_rng(seed)
     onset = np.sort(rng.integers(0, 40, n)) * 24           # 8th notes at 120 bpm with some chords

@@ -397,13 +397,15 @@ def choose_tuning(pitch, instrument: str = 'guitar', max_fret: int = 24) -> tupl
         if min(t) <= lo and hi <= max(t) + max_fret: return name, t
     return min(tunings.items(), key=lambda kv: min(kv[1]))
 
-# %% ../nbs/03_guitarpro.ipynb #d44cc808
+# %% ../nbs/03_guitarpro.ipynb #9a4697f5
 def _chord_cost(frets: list, hand: float | None, cut: int) -> float:
-    fretted = [f for f in frets if f > 0]
-    if not fretted: return 10.0 * cut
+    "Span of the fretted notes (steeply beyond 4 frets), hand movement, open strings far up the neck, cut strings"
+    fretted, opens = [f for f in frets if f > 0], len([f for f in frets if f == 0])
+    open_cost = 0.15 * opens * (hand or 0.0)
+    if not fretted: return open_cost + 10.0 * cut
     span, centre = max(fretted) - min(fretted), sum(fretted) / len(fretted)
     move = abs(centre - hand) if hand is not None else 0.0
-    return span + 4 * max(0, span - 4) + move + 0.05 * centre + 10.0 * cut
+    return span + 4 * max(0, span - 4) + move + 0.05 * centre + open_cost + 10.0 * cut
 
 def _fingerings(pitches: list, tuning: tuple, max_fret: int, used=()):
     "Every assignment of `pitches` to distinct strings (0-based) with frets in 0..max_fret"

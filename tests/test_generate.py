@@ -1,0 +1,104 @@
+"Generation end to end with the tiny random Llama: constrained samples always parse, files reopen, seeds reproduce"
+import json, os, wave
+from dataclasses import replace
+from pathlib import Path
+os.environ['HF_HUB_OFFLINE'] = '1'
+import pytest
+import torch
+torch.set_num_threads(1)  # the shared cores are oversubscribed: one thread is several times faster
+from smidilab.codec import text_to_notes
+from smidilab.generate import (GenerateConfig, NoteGrammar, INSTRUMENT_PITCHES, accepts, generate, grammar_for,
+                               load_generator, run_grammar, sample, tiny_llama, _load_tokenizer)
+
+NBS = Path(__file__).parents[1]/'nbs'
+
+@pytest.fixture(scope='session')
+def run_dir(tmp_path_factory):
+    "A run folder as the train stage writes it: a saved tiny base model, a LoRA adapter, the tokenizer, run_config.json"
+    from peft import LoraConfig, get_peft_model
+    run = tmp_path_factory.mktemp('runs')/'tiny_guitar'
+    tok = _load_tokenizer('tiny')
+    tok.save_pretrained(run/'tokenizer')
+    base = tiny_llama(len(tok), seed=1)
+    base.save_pretrained(run/'base')   # the train stage keeps the random 'tiny' base in run/base
+    lora = get_peft_model(base, LoraConfig(r=4, target_modules=['q_proj', 'v_proj'], init_lora_weights=False))
+    lora.save_pretrained(run/'adapter')
+    (run/'run_config.json').write_text(json.dumps({'base_model': 'tiny', 'dialect': 'paper',
+                                                   'ticks_per_second': 192, 'instrument': 'guitar', 'bends': True}))
+    return run
+
+@pytest.fixture(scope='session')
+def gen(run_dir): return load_generator(str(run_dir))
+
+def test_run_settings_and_adapter(gen, run_dir):
+    "The run's settings are read, and the merged adapter changes the base model's output"
+    assert (gen.settings['instrument'], gen.settings['bends'], gen.settings['dialect']) == ('guitar', True, 'paper')
+    from transformers import AutoModelForCausalLM
+    base = AutoModelForCausalLM.from_pretrained(run_dir/'base')
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad(): assert not torch.allclose(base(ids).logits, gen.model(ids).logits)
+
+def test_constrained_always_strictly_parseable(gen):
+    "20 seeds from an untrained model: every sample is a valid note prefix, and parses strictly once cut at a note end"
+    cfg = GenerateConfig(n=20, batch_size=10, max_new_tokens=40, seed=123)
+    samples, _ = sample(gen, ['p64:v80:d96:t96'], cfg)
+    g = grammar_for(gen.settings, cfg)
+    for s in samples:
+        state, good = run_grammar(g, s['text'])
+        assert state is not None, s['text']
+        if s['stopped']: assert good == len(s['text']), s['text']   # stopped at EOS = at a note end
+        notes = text_to_notes(s['text'][:good])
+        assert notes.pitch.min() >= INSTRUMENT_PITCHES['guitar'][0] and notes.pitch.max() <= INSTRUMENT_PITCHES['guitar'][1]
+    assert sum(s['stopped'] for s in samples) > 0 and sum(len(s['ids']) for s in samples) > 200
+
+def test_compact_dialect_and_note_limit(gen):
+    "The compact grammar holds too, and max_notes stops every sample at or before the limit"
+    g_gen = replace(gen, settings=gen.settings | {'dialect': 'compact'})
+    cfg = GenerateConfig(n=6, batch_size=6, max_new_tokens=60, max_notes=2, seed=5)
+    samples, _ = sample(g_gen, ['p64v80d96t96'], cfg)
+    g = grammar_for(g_gen.settings, cfg)
+    for s in samples:
+        _, good = run_grammar(g, s['text'])
+        assert len(text_to_notes(s['text'][:good], dialect='compact')) <= 2
+
+def test_same_seed_same_output(gen):
+    cfg = GenerateConfig(n=3, batch_size=3, max_new_tokens=24, seed=7)
+    first = [s['text'] for s in sample(gen, ['p64:v80:d96:t96'], cfg)[0]]
+    assert [s['text'] for s in sample(gen, ['p64:v80:d96:t96'], cfg)[0]] == first
+    assert [s['text'] for s in sample(gen, ['p64:v80:d96:t96'], replace(cfg, seed=8))[0]] != first
+
+def test_free_garbage_is_reported_not_raised(gen, tmp_path):
+    "An untrained model sampled freely writes garbage: the job finishes and the report lists what was dropped"
+    cfg = GenerateConfig(n=2, batch_size=2, max_new_tokens=24, free=True, wav=False, out_dir=str(tmp_path))
+    result = generate(cfg, gen)
+    dropped = [d for s in result['samples'] for d in s['parse']['dropped']]
+    assert dropped and all(d['reason'] for d in dropped)
+    assert all((tmp_path/f'sample_{k}.txt').exists() for k in range(2))
+
+def test_every_file_reopens(gen, tmp_path):
+    "txt, mid (mido), gp5 (pyguitarpro), wav (wave, duration within 1 s of the notes), png, generation.json"
+    import mido, guitarpro
+    cfg = GenerateConfig(n=2, batch_size=2, max_new_tokens=40, seed=3, out_dir=str(tmp_path))
+    result = generate(cfg, gen)
+    saved = json.loads((tmp_path/'generation.json').read_text())
+    assert saved['config'] == json.loads(json.dumps(result['config']))
+    for s in result['samples']:
+        stem = tmp_path/f"sample_{s['sample']}"
+        notes = text_to_notes(stem.with_suffix('.txt').read_text())   # constrained samples are written cut to whole notes
+        assert s['notes'] == len(notes) > 0
+        on = [m for m in mido.MidiFile(stem.with_suffix('.mid')) if m.type == 'note_on' and m.velocity > 0]
+        assert len(on) == len(notes)
+        assert len(guitarpro.parse(str(stem.with_suffix('.gp5'))).tracks) >= 1
+        assert stem.with_suffix('.png').stat().st_size > 1000
+        if 'wav' in s['errors']: assert 'FluidSynth' in s['errors']['wav']; continue
+        with wave.open(str(stem.with_suffix('.wav'))) as w:
+            music = max(notes.end, notes.last_offset) / 192   # the last note may ring past the text's end
+            assert abs(w.getnframes() / w.getframerate() - music) < 1.0
+
+def test_notebook_runs_under_papermill(tmp_path):
+    import papermill as pm
+    pm.execute_notebook(NBS/'09_generate.ipynb', tmp_path/'out.ipynb', cwd=NBS, progress_bar=False, kernel_name='python3',
+                        parameters={'out_dir': str(tmp_path/'gen'), 'n': 1, 'batch_size': 1, 'max_new_tokens': 16,
+                                    'wav': False})
+    result = json.loads((tmp_path/'gen'/'generation.json').read_text())
+    assert result['config']['n'] == 1 and (tmp_path/'gen'/'sample_0.mid').exists()

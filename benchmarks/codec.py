@@ -3,7 +3,7 @@
     python benchmarks/codec.py                 # 40 music21 Bach chorales, written to a temporary folder
     python benchmarks/codec.py DIR [--repeat 5]
 
-One core, best of `--repeat` runs (the machine is shared: the best run is the least disturbed). Prints a table; asserts nothing.
+One core, CPU time, best of `--repeat` runs (on a shared machine the best run is the least disturbed). Prints a table; asserts nothing.
 """
 from __future__ import annotations
 import argparse, os, platform, tempfile, time
@@ -31,12 +31,12 @@ def symusic_notes(data: bytes, ticks_per_second: int):
     return NoteTable(pitch=c['pitch'], velocity=c['velocity'], onset=on - on.min(initial=0), duration=off - on)
 
 def best_time(fn, items, repeat: int) -> float:
-    "Seconds of the fastest of `repeat` runs of `fn` over `items`"
+    "CPU seconds of the fastest of `repeat` runs of `fn` over `items` (CPU time: the machine is shared)"
     best = float('inf')
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = time.process_time()
         for x in items: fn(x)
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.process_time() - t)
     return best
 
 def main(folder: str | None = None, repeat: int = 5):
@@ -56,7 +56,7 @@ def main(folder: str | None = None, repeat: int = 5):
     rates = {k: n / best_time(fn, datas, repeat if 'mido' not in k else 1) for k, fn in rows.items()}
     rates['text → notes, smidilab'] = n / best_time(text_to_notes, texts, repeat)
     yard = rates['MIDI → text, symusic + same formatting']
-    print(f"machine: {platform.node()} ({platform.processor() or platform.machine()}), one core, best of {repeat}")
+    print(f"machine: {platform.node()} ({platform.processor() or platform.machine()}), one core, CPU time, best of {repeat}")
     print(f"corpus: {len(paths)} files, {n} notes ({folder or 'music21 Bach chorales'})\n")
     print(f"| {'task':<42} | {'notes/s':>12} | {'× symusic':>9} |\n|{'-'*44}|{'-'*14}|{'-'*11}|")
     for k, r in rates.items():

@@ -13,11 +13,11 @@ from .core import *
 from .codec import quantize_bend, dequantize_bend, extreme_bend
 
 # %% auto #0
-__all__ = ['ENGINES', 'RPN_CONTROLS', 'GM_FAMILIES', 'PROGRAMS', 'FREE_CHANNELS', 'OFF', 'RESET', 'ZERO', 'ON', 'RISE',
-           'MidiEvents', 'scan_mido', 'scan_fast', 'scan_midi', 'ticks_to_grid', 'pair_notes', 'channel_bends',
+__all__ = ['RUN_MIN_BYTES', 'ENGINES', 'RPN_CONTROLS', 'GM_FAMILIES', 'PROGRAMS', 'FREE_CHANNELS', 'OFF', 'RESET', 'ZERO', 'ON',
+           'RISE', 'MidiEvents', 'scan_mido', 'scan_fast', 'scan_midi', 'ticks_to_grid', 'pair_notes', 'channel_bends',
            'note_bends', 'read_midi_report', 'read_midi', 'is_bent', 'assign_channels', 'midi_bytes', 'write_midi']
 
-# %% ../nbs/02_midi.ipynb #acaddc19
+# %% ../nbs/02_midi.ipynb #acc82b78
 @dataclass
 class MidiEvents:
     "The channel messages of a MIDI file in merged playback order, with its timing"
@@ -34,9 +34,9 @@ class MidiEvents:
     engine: str = 'mido'    # the front end that read the bytes
 
 def _merged(typ, division, tracks, engine: str) -> MidiEvents:
-    "MidiEvents from per-track ([tick, status, d1, d2, ...], [(tick, tempo)], end tick) lists"
-    ev = np.concatenate([np.array(t[0], dtype=np.int64) for t in tracks] or [np.zeros(0, np.int64)]).reshape(-1, 4)
-    ev = ev[np.argsort(ev[:, 0], kind='stable')]
+    "MidiEvents from per-track ([tick, status, d1, d2] rows or a flat list of them, [(tick, tempo)], end tick)"
+    ev = np.concatenate([np.asarray(t[0], np.int64).reshape(-1, 4) for t in tracks] or [np.zeros((0, 4), np.int64)])
+    if sum(len(t[0]) > 0 for t in tracks) > 1: ev = ev[np.argsort(ev[:, 0], kind='stable')]
     tempos = np.array([x for t in tracks for x in t[1]], dtype=np.int64).reshape(-1, 2)
     if len(tempos) > 1: tempos = tempos[np.argsort(tempos[:, 0], kind='stable')]
     cols, tcols = ev.T.copy(), tempos.T.copy()  # contiguous columns
@@ -76,12 +76,12 @@ def _skip_meta(data: bytes, pos: int, tempos: list, tick: int) -> int:
     if mtype == 0x51: tempos.append((tick, int.from_bytes(data[pos:pos + 3], 'big')))
     return pos + ln
 
-# %% ../nbs/02_midi.ipynb #7777fa99
-def _scan_track(data: bytes, pos: int, end: int) -> tuple:
-    "Channel messages, tempos and end tick of the MTrk chunk data[pos:end] (same result as `_mido_track`)"
-    ev, tempos, tick, status, two = [], [], 0, 0, True
+# %% ../nbs/02_midi.ipynb #522af0fc
+def _scan_loop(data: bytes, pos: int, end: int, tick: int, status: int, ev: list, tempos: list, limit: int) -> tuple:
+    "Scan events one by one from `pos` (at most `limit` channel messages) into `ev`/`tempos`; returns (pos, tick, status)"
+    two, stop = not 0xC0 <= status < 0xE0, len(ev) + 4 * limit
     add = ev.extend
-    while pos < end:
+    while pos < end and len(ev) < stop:
         b = data[pos]; pos += 1
         if b & 0x80:
             delta = b & 0x7F
@@ -101,8 +101,58 @@ def _scan_track(data: bytes, pos: int, end: int) -> tuple:
         elif not status: raise _Irregular
         if two: add((tick, status, data[pos], data[pos + 1])); pos += 2
         else: add((tick, status, data[pos], 0)); pos += 1
-    if pos != end: raise _Irregular
-    return ev, tempos, tick
+    return pos, tick, status
+
+# %% ../nbs/02_midi.ipynb #fe8de558
+def _run_fields(arr: np.ndarray, low: np.ndarray, p: int, status: int, window: int) -> tuple:
+    "Candidate messages from byte `p`: (delta end, data-1 position, status, ok mask, delta start)"
+    z = int(np.searchsorted(low, p))
+    m = min((len(low) - z) // 3, window)
+    vend, d1p, d2p = low[z:z + 3 * m].reshape(m, 3).T
+    vstart = np.concatenate(([p], d2p[:-1] + 1))
+    explicit = d1p - vend == 2
+    last = np.where(explicit, np.arange(m), -1)
+    np.maximum.accumulate(last, out=last)
+    st = np.where(last >= 0, arr[np.minimum(vend[np.maximum(last, 0)] + 1, len(arr) - 1)], status).astype(np.int64)
+    hi = st & 0xF0
+    ok = (explicit | (d1p == vend + 1)) & (d2p == d1p + 1) & (hi >= 0x80) & (hi != 0xC0) & (hi != 0xD0) & (hi != 0xF0)
+    return vend, d1p, st, ok & (vend - vstart < 4), vstart
+
+def _run(arr: np.ndarray, low: np.ndarray, p: int, tick: int, status: int, window: int) -> tuple:
+    "A block [tick, status, d1, d2] of the run of two-data-byte messages at byte `p`, or None if under 8 long"
+    vend, d1p, st, ok, vstart = _run_fields(arr, low, p, status, window)
+    n = len(ok) if ok.all() else int(ok.argmin())
+    if n < 8: return None, p, tick, status
+    vend, d1p, st, vstart = vend[:n], d1p[:n], st[:n], vstart[:n]
+    delta = arr[vend].astype(np.int64)
+    for k in (1, 2, 3): delta += np.where(vend - k >= vstart, (arr[np.maximum(vend - k, 0)] & 0x7F).astype(np.int64) << 7 * k, 0)
+    ticks = tick + np.cumsum(delta)
+    block = np.stack([ticks, st, arr[d1p], arr[d1p + 1]], axis=1).astype(np.int64)
+    return block, int(d1p[-1]) + 2, int(ticks[-1]), int(st[-1])
+
+# %% ../nbs/02_midi.ipynb #85cce919
+RUN_MIN_BYTES = 2048  # tracks at least this long are decoded in numpy runs
+
+def _scan_runs(data: bytes, pos: int, end: int) -> tuple:
+    "`_scan_loop` over a whole track, with runs of two-data-byte messages decoded by numpy"
+    arr = np.frombuffer(data, np.uint8, end - pos, pos)
+    low, blocks, tempos, p, tick, status, window = (arr < 0x80).nonzero()[0], [], [], 0, 0, 0, 256
+    while p < len(arr):
+        block, p, tick, status = _run(arr, low, p, tick, status, window)
+        if block is not None: blocks.append(block); window = min(2 * window, 1 << 16); continue
+        ev, window = [], 256
+        p, tick, status = _scan_loop(data, pos + p, end, tick, status, ev, tempos, 16)
+        blocks.append(np.array(ev, np.int64).reshape(-1, 4)); p -= pos
+    if p != len(arr): raise _Irregular
+    return np.concatenate(blocks) if blocks else np.zeros((0, 4), np.int64), tempos, tick
+
+def _scan_track(data: bytes, pos: int, end: int) -> tuple:
+    "Channel messages [tick, status, d1, d2], tempos and end tick of the MTrk chunk data[pos:end] (as `_mido_track`)"
+    if end - pos >= RUN_MIN_BYTES: return _scan_runs(data, pos, end)
+    ev, tempos = [], []
+    p, tick, _ = _scan_loop(data, pos, end, 0, 0, ev, tempos, 1 << 62)
+    if p != end: raise _Irregular
+    return np.array(ev, np.int64).reshape(-1, 4), tempos, tick
 
 # %% ../nbs/02_midi.ipynb #be4d85ea
 def _track_spans(data: bytes, pos: int, n: int) -> list[tuple[int, int]]:
@@ -150,7 +200,7 @@ def scan_midi(data: bytes, path='<bytes>', engine: str = 'auto') -> MidiEvents:
     try: return scan_mido(data)
     except Exception as e: raise InputFileError(path, _mido_reason(e)) from None
 
-# %% ../nbs/02_midi.ipynb #d7c7cc10
+# %% ../nbs/02_midi.ipynb #c5d98157
 def _time_base(division: int, path='<bytes>') -> tuple[int, int | None]:
     "(ticks per beat, fixed tempo in µs per beat or None) for a header division"
     if not division & 0x8000:
@@ -164,11 +214,12 @@ def _time_base(division: int, path='<bytes>') -> tuple[int, int | None]:
 
 def ticks_to_grid(ticks, tempo_ticks, tempos, ticks_per_beat: int, ticks_per_second: int) -> np.ndarray:
     "Grid ticks round(seconds · ticks_per_second) (half up) of MIDI `ticks` under a tempo map, in exact integers"
+    ticks, den = np.asarray(ticks, dtype=np.int64), ticks_per_beat * 1_000_000
+    if not np.asarray(tempo_ticks).any():  # one tempo from the start: the common case, in three operations
+        k = int(tempos[-1] if len(tempos) else 500000) * ticks_per_second
+        if (int(ticks.max(initial=0)) + 1) * k * 2 < 2**62: return (2 * k * ticks + den) // (2 * den)
     seg_t = np.concatenate([[0], tempo_ticks]).astype(np.int64)
     seg_v = np.concatenate([[500000], tempos]).astype(np.int64)
-    ticks, den = np.asarray(ticks, dtype=np.int64), ticks_per_beat * 1_000_000
-    if len(seg_t) == 2 and seg_t[1] == 0 and (int(ticks.max(initial=0)) + 1) * int(seg_v[1]) * 2 * ticks_per_second < 2**62:
-        return (2 * ticks * (seg_v[1] * ticks_per_second) + den) // (2 * den)  # one tempo from the start
     if (int(ticks.max(initial=0)) + 1) * int(seg_v.max()) * 2 * ticks_per_second >= 2**62:
         seg_t, seg_v, ticks = seg_t.astype(object), seg_v.astype(object), ticks.astype(object)  # exact big ints
     cum = np.concatenate([[0], np.cumsum(np.diff(seg_t) * seg_v[:-1])])
@@ -176,28 +227,29 @@ def ticks_to_grid(ticks, tempo_ticks, tempos, ticks_per_beat: int, ticks_per_sec
     num = cum[i] + (ticks - seg_t[i]) * seg_v[i]
     return ((2 * num * ticks_per_second + den) // (2 * den)).astype(np.int64)
 
-# %% ../nbs/02_midi.ipynb #ffe0a8db
+# %% ../nbs/02_midi.ipynb #04275abc
 def _group_counts(key: np.ndarray, is_on: np.ndarray) -> tuple:
     "For events sorted by key: running note-on and note-off counts within the key, group starts and sizes"
     n = len(key)
-    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1]))) if n else np.zeros(0, np.int64)
-    size = np.diff(np.append(starts, n))
+    starts = (np.concatenate(([True], key[1:] != key[:-1]))).nonzero()[0] if n else np.zeros(0, np.int64)
+    size = np.diff(np.concatenate((starts, [n])))
     c = np.cumsum(is_on)
-    c_on = c - np.repeat(c[starts] - is_on[starts], size)
-    return c_on, np.arange(1, n + 1) - np.repeat(starts, size) - c_on, starts, size
+    c_on = c - (c[starts] - is_on[starts]).repeat(size)
+    return c_on, np.arange(1, n + 1) - starts.repeat(size) - c_on, starts, size
 
 def _stray_keys(key, tick, c_on, c_off) -> np.ndarray:
     "Keys where, at the end of some tick, more note-offs than note-ons have come (sorted events)"
     block = key * (1 << 32) + tick
-    ends = np.flatnonzero(np.append(block[1:] != block[:-1], True)) if len(key) else np.zeros(0, np.int64)
-    return np.unique(key[ends[c_off[ends] > c_on[ends]]])
+    ends = np.concatenate((block[1:] != block[:-1], [True])).nonzero()[0] if len(key) else np.zeros(0, np.int64)
+    bad = c_off[ends] > c_on[ends]
+    return np.unique(key[ends[bad]]) if bad.any() else bad[:0]
 
-# %% ../nbs/02_midi.ipynb #d803cfb4
+# %% ../nbs/02_midi.ipynb #91c53783
 def _close_by_rank(is_on, c_on, c_off, starts, size, good) -> tuple[np.ndarray, np.ndarray]:
     "Matched (note-on, note-off) positions of sorted events in keys without strays (`good` mask)"
-    n_off = np.repeat(c_off[np.append(starts[1:], len(is_on)) - 1], size) if len(is_on) else c_off
-    ons = np.flatnonzero(is_on & good)
-    return ons[c_on[ons] <= n_off[ons]], np.flatnonzero(~is_on & good)
+    n_off = c_off[np.concatenate((starts[1:], [len(is_on)])) - 1].repeat(size) if len(is_on) else c_off
+    ons = (is_on & good).nonzero()[0]
+    return ons[c_on[ons] <= n_off[ons]], (~is_on & good).nonzero()[0]
 
 def _close_by_queue(tick, is_on, close: np.ndarray, idx) -> int:
     "Fill `close` for the sorted events `idx` of one key step by step; returns the number of stray note-offs"
@@ -213,9 +265,9 @@ def _close_by_queue(tick, is_on, close: np.ndarray, idx) -> int:
             deferred = []
     return strays
 
-# %% ../nbs/02_midi.ipynb #f70c1c9c
+# %% ../nbs/02_midi.ipynb #b268b6e6
 def pair_notes(tick, key, is_on) -> tuple[np.ndarray, np.ndarray, int]:
-    "FIFO pairs of note events (in merged order): note-on indices, note-off indices (-1 = dangling), stray note-offs"
+    "FIFO pairs of note events, in note-on order: note-on indices, note-off indices (-1 = dangling), stray note-offs"
     tick, key, is_on = np.asarray(tick, np.int64), np.asarray(key, np.int64), np.asarray(is_on, bool)
     order = np.lexsort((is_on, tick, key))  # by key, tick, note-offs first; stable = file order
     k, t, on = key[order], tick[order], is_on[order]
@@ -224,15 +276,14 @@ def pair_notes(tick, key, is_on) -> tuple[np.ndarray, np.ndarray, int]:
     bad = np.isin(k, bad_keys) if len(bad_keys) else np.zeros(len(k), bool)
     matched_on, matched_off = _close_by_rank(on, c_on, c_off, starts, size, ~bad)
     close[matched_on] = matched_off
-    strays = sum(_close_by_queue(t, on, close, np.flatnonzero(k == b)) for b in bad_keys)
-    ons = np.flatnonzero(on)
-    return order[ons], np.where(close[ons] >= 0, order[close[ons]], -1), strays
+    strays = sum(_close_by_queue(t, on, close, (k == b).nonzero()[0]) for b in bad_keys)
+    ons = on.nonzero()[0]
+    on_idx, off_idx = order[ons], np.where(close[ons] >= 0, order[close[ons]], -1)
+    by_onset = np.argsort(on_idx)
+    return on_idx[by_onset], off_idx[by_onset], strays
 
-# %% ../nbs/02_midi.ipynb #cb9042b8
+# %% ../nbs/02_midi.ipynb #9eba259c
 RPN_CONTROLS = (101, 100, 99, 98, 6, 38)
-
-def _rescale(x: int, file_range: float, bend_range: float) -> int:
-    return int(np.floor(8192 + (x - 8192) * file_range / bend_range + 0.5))
 
 def _rpn_step(state: list, control: int, value: int):
     "Update a channel's [rpn msb, rpn lsb, semitones, cents] for one RPN-related control change"
@@ -240,31 +291,40 @@ def _rpn_step(state: list, control: int, value: int):
     elif control in (101, 100): state[101 - control] = value
     elif state[:2] == [0, 0]: state[2 if control == 6 else 3] = value
 
+def _range_changes(ev: MidiEvents, channel: int) -> tuple[np.ndarray, np.ndarray]:
+    "Merged indices where the channel's bend range (semitones) is set, and the range from there on (first: ±2 at 0)"
+    sel = ((ev.status == 0xB0 | channel) & np.isin(ev.data1, RPN_CONTROLS)).nonzero()[0]
+    state, pos, ranges = [127, 127, 2, 0], [-1], [2.0]
+    for i in sel.tolist():
+        _rpn_step(state, int(ev.data1[i]), int(ev.data2[i]))
+        pos.append(i); ranges.append(state[2] + state[3] / 100)
+    return np.array(pos), np.array(ranges)
+
+def _rescaled(ev: MidiEvents, channel: int, bend_range: float) -> tuple[np.ndarray, np.ndarray]:
+    "Merged indices and unclipped rescaled values of the channel's pitch-bend events"
+    idx = (ev.status == 0xE0 | channel).nonzero()[0]
+    pos, ranges = _range_changes(ev, channel)
+    file_range = ranges[np.searchsorted(pos, idx) - 1]
+    x = ev.data1[idx] | ev.data2[idx] << 7
+    return idx, np.floor(8192 + (x - 8192) * file_range / bend_range + 0.5).astype(np.int64)
+
 def channel_bends(ev: MidiEvents, bend_range: float) -> tuple[dict, int]:
     "{channel: (merged indices, rescaled values)} of the pitch-bend events, and how many values were clipped"
-    hi, ch = ev.status & 0xF0, ev.status & 0x0F
-    bent = (hi == 0xE0) & ((ev.data1 | ev.data2 << 7) != 8192)
-    if not bent.any(): return {}, 0  # no channel ever leaves 8192
-    idx = np.flatnonzero((hi == 0xE0) | ((hi == 0xB0) & np.isin(ev.data1, RPN_CONTROLS)))
-    state, out, clipped = {}, {}, 0
-    for i in idx[np.isin(ch[idx], np.unique(ch[bent]))].tolist():
-        s = state.setdefault(int(ch[i]), [127, 127, 2, 0])
-        if hi[i] == 0xB0: _rpn_step(s, int(ev.data1[i]), int(ev.data2[i])); continue
-        x = _rescale(int(ev.data1[i]) | int(ev.data2[i]) << 7, s[2] + s[3] / 100, bend_range)
-        clipped += not 0 <= x <= 16383
-        out.setdefault(int(ch[i]), ([], []))[0].append(i); out[int(ch[i])][1].append(min(max(x, 0), 16383))
-    return {c: (np.array(p), np.array(v)) for c, (p, v) in out.items()}, clipped
+    bent = (ev.status & 0xF0 == 0xE0) & ((ev.data1 | ev.data2 << 7) != 8192)
+    out = {int(c): _rescaled(ev, int(c), bend_range) for c in np.unique(ev.status[bent] & 0x0F)}
+    clipped = sum(int(((x < 0) | (x > 16383)).sum()) for _, x in out.values())
+    return {c: (i, np.clip(x, 0, 16383)) for c, (i, x) in out.items()}, clipped
 
-# %% ../nbs/02_midi.ipynb #9e15df2b
+# %% ../nbs/02_midi.ipynb #03d791ef
 def note_bends(on: np.ndarray, off: np.ndarray, channel: np.ndarray, bends: dict) -> np.ndarray:
     "Raw 14-bit bend each note reaches, from merged indices of its note-on and note-off (off < 0: open to the end)"
     x = np.full(len(on), 8192, np.int64)
     off = np.where(off < 0, np.iinfo(np.int64).max, off)
     for c, (pos, val) in bends.items():
-        sel = np.flatnonzero(channel == c)
+        sel = (channel == c).nonzero()[0]
         i0, i1 = np.searchsorted(pos, on[sel]), np.searchsorted(pos, off[sel])
         x[sel] = np.where(i0 > 0, val[np.maximum(i0 - 1, 0)], 8192)
-        for n in np.flatnonzero(i1 > i0):
+        for n in (i1 > i0).nonzero()[0]:
             x[sel[n]] = extreme_bend(np.r_[x[sel[n]], val[i0[n]:i1[n]]], center=8192)
     return x
 
@@ -285,22 +345,22 @@ def _note_mask(ev: MidiEvents, keep_drums: bool) -> tuple[np.ndarray, np.ndarray
     drums = notes & (ch == 9) & ~np.bool_(keep_drums)
     return notes & ~drums, drums & (hi == 0x90) & (ev.data2 > 0)
 
-# %% ../nbs/02_midi.ipynb #061d2862
+# %% ../nbs/02_midi.ipynb #3f78a224
 GM_FAMILIES = {range(0, 8): 'piano', range(24, 32): 'guitar', range(32, 40): 'bass'}
 
 def _instrument(ev: MidiEvents, channel: np.ndarray) -> str:
     "Instrument kind of the channel holding most notes, from its first program change (default 0, piano)"
     if not len(channel): return 'piano'
     main = int(np.bincount(channel).argmax())
-    prog = np.flatnonzero(ev.status == 0xC0 | main)
+    prog = (ev.status == 0xC0 | main).nonzero()[0]
     p = int(ev.data1[prog[0]]) if len(prog) else 0
     return next((kind for r, kind in GM_FAMILIES.items() if p in r), 'other')
 
-# %% ../nbs/02_midi.ipynb #9d4a7ef0
+# %% ../nbs/02_midi.ipynb #f6c600b9
 def _paired(ev: MidiEvents, keep_drums: bool) -> tuple:
     "Merged indices of each note's note-on and note-off (-1 = dangling), stray note-offs, drum notes skipped"
     mask, drums = _note_mask(ev, keep_drums)
-    idx = np.flatnonzero(mask)
+    idx = mask.nonzero()[0]
     st, pitch, vel = ev.status[idx], ev.data1[idx], ev.data2[idx]
     on, off, strays = pair_notes(ev.tick[idx], (st & 0x0F) * 128 + pitch, ((st & 0xF0) == 0x90) & (vel > 0))
     return idx[on], np.where(off >= 0, idx[np.maximum(off, 0)], -1), strays, int(drums.sum())
@@ -316,7 +376,7 @@ def _report(ev: MidiEvents, notes: NoteTable, channel, off, strays, clipped, dru
             'dangling_closed': int((off < 0).sum()), 'stray_note_offs': int(strays), 'bends_clipped': int(clipped),
             'drum_notes_skipped': drums}
 
-# %% ../nbs/02_midi.ipynb #fe2cb2c7
+# %% ../nbs/02_midi.ipynb #8ae88342
 def read_midi_report(path,                      # a .mid file (or its bytes)
                      ticks_per_second: int = DEFAULT_TICKS_PER_SECOND,  # the grid
                      bend_range: float = DEFAULT_BEND_RANGE,  # semitones of the table's full bend range, each way
@@ -330,13 +390,13 @@ def read_midi_report(path,                      # a .mid file (or its bytes)
     on, off, strays, drums = _paired(ev, keep_drums)
     channel, (bends, clipped) = ev.status[on] & 0x0F, channel_bends(ev, bend_range)
     ends = np.where(off >= 0, ev.tick[np.maximum(off, 0)], ev.last_tick)
-    start, stop = np.split(_to_grid(ev, np.concatenate([ev.tick[on], ends]), ticks_per_second, name), 2)
+    grid = _to_grid(ev, np.concatenate([ev.tick[on], ends]), ticks_per_second, name)
+    start, stop = grid[:len(on)], grid[len(on):]
     first = start.min() if len(start) else 0  # leading silence is not kept
     notes = NoteTable(pitch=ev.data1[on], velocity=ev.data2[on], onset=start - first, duration=stop - start,
                       bend=quantize_bend(note_bends(on, off, channel, bends)) if bends else None,
                       ticks_per_second=ticks_per_second,
                       bend_range=bend_range, source=name, instrument=_instrument(ev, channel))
-    notes = canonical(notes)
     return notes, _report(ev, notes, channel, off, strays, clipped, drums)
 
 def read_midi(path, ticks_per_second: int = DEFAULT_TICKS_PER_SECOND, bend_range: float = DEFAULT_BEND_RANGE,

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 from smidilab.core import NoteTable, InputFileError, SmidiError, NO_BEND, with_columns
 from smidilab.codec import notes_to_text, text_to_notes, quantize_bend, extreme_bend
-from smidilab.midi import read_midi, read_midi_report, midi_bytes, write_midi
+import smidilab.midi as midi
+from smidilab.midi import read_midi, read_midi_report, midi_bytes, write_midi, scan_fast, scan_mido
 from conftest import FIXTURES, LOGS, need
 
 GP2MIDI = FIXTURES / 'guitarpro' / 'gp2midi'
@@ -156,24 +157,32 @@ def reference_read(data: bytes, tps: int, bend_range: float, keep_drums=False):
     return table, strays, len(dangling)
 
 
+MESSAGE_CHANNELS, MESSAGE_PITCHES = st.sampled_from([0, 1, 9]), st.sampled_from([60, 61, 62])
+NOTE_MESSAGES = st.one_of(
+    st.builds(lambda c, n, v: mido.Message('note_on', channel=c, note=n, velocity=v), MESSAGE_CHANNELS,
+              MESSAGE_PITCHES, st.sampled_from([0, 1, 64, 127])),
+    st.builds(lambda c, n: mido.Message('note_off', channel=c, note=n), MESSAGE_CHANNELS, MESSAGE_PITCHES),
+    st.builds(lambda c, p: mido.Message('pitchwheel', channel=c, pitch=p), MESSAGE_CHANNELS,
+              st.sampled_from([-8192, -1, 0, 1, 4096, 8191])),
+    st.builds(lambda c, k, v: mido.Message('control_change', channel=c, control=k, value=v), MESSAGE_CHANNELS,
+              st.sampled_from([101, 100, 6, 38, 99, 7]), st.sampled_from([0, 1, 12, 127])))
+OTHER_MESSAGES = st.one_of(
+    st.builds(lambda t: mido.MetaMessage('set_tempo', tempo=t), st.sampled_from([250000, 500000, 1_000_001])),
+    st.just(mido.Message('sysex', data=[0x7E, 0x7F, 0x09, 0x01])),
+    st.builds(lambda c, p: mido.Message('program_change', channel=c, program=p), MESSAGE_CHANNELS, st.sampled_from([0, 29])))
+DELTAS = st.sampled_from([0, 0, 1, 7, 200, 20000, 3_000_000])
+
+
 @st.composite
-def midi_files(draw):
+def midi_files(draw, runs=False):
     "Random type 0/1 files: notes (velocity-0 note-ons, strays, dangling), bends, RPN, tempo changes, sysex, drums"
-    channels, pitches = st.sampled_from([0, 1, 9]), st.sampled_from([60, 61, 62])
-    msg = st.one_of(
-        st.builds(lambda c, n, v: mido.Message('note_on', channel=c, note=n, velocity=v), channels, pitches,
-                  st.sampled_from([0, 1, 64, 127])),
-        st.builds(lambda c, n: mido.Message('note_off', channel=c, note=n), channels, pitches),
-        st.builds(lambda c, p: mido.Message('pitchwheel', channel=c, pitch=p), channels,
-                  st.sampled_from([-8192, -1, 0, 1, 4096, 8191])),
-        st.builds(lambda c, k, v: mido.Message('control_change', channel=c, control=k, value=v), channels,
-                  st.sampled_from([101, 100, 6, 38, 99, 7]), st.sampled_from([0, 1, 12, 127])),
-        st.builds(lambda t: mido.MetaMessage('set_tempo', tempo=t), st.sampled_from([250000, 500000, 1_000_001])),
-        st.just(mido.Message('sysex', data=[0x7E, 0x7F, 0x09, 0x01])))
-    tracks = draw(st.lists(st.lists(st.tuples(st.sampled_from([0, 0, 1, 7, 200]), msg), max_size=40),
-                           min_size=1, max_size=3))
+    if runs:  # long runs of channel messages between single other messages, as real tracks have
+        segment = st.one_of(st.lists(NOTE_MESSAGES, min_size=8, max_size=60), OTHER_MESSAGES.map(lambda m: [m]))
+        track = st.lists(segment, max_size=6).map(lambda segs: [m for seg in segs for m in seg])
+    else: track = st.lists(st.one_of(NOTE_MESSAGES, OTHER_MESSAGES), max_size=40)
+    tracks = draw(st.lists(track, min_size=1, max_size=3))
     mf = mido.MidiFile(type=0 if len(tracks) == 1 else 1, ticks_per_beat=draw(st.sampled_from([1, 96, 480, 997])))
-    for t in tracks: mf.tracks.append(mido.MidiTrack([m.copy(time=d) for d, m in t]))
+    for t in tracks: mf.tracks.append(mido.MidiTrack([m.copy(time=draw(DELTAS)) for m in t]))
     buf = io.BytesIO(); mf.save(file=buf)
     return buf.getvalue()
 
@@ -186,6 +195,18 @@ def test_reader_agrees_with_reference(data, tps, bend_range):
         notes, report = read_midi_report(data, tps, bend_range, engine=engine)
         assert notes == ref
         assert (report['stray_note_offs'], report['dangling_closed']) == (strays, dangling)
+
+
+@given(midi_files(runs=True))
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+def test_numpy_runs_decode_like_mido(data):
+    "Force the numpy run decoder onto every track: the events equal mido's"
+    old, midi.RUN_MIN_BYTES = midi.RUN_MIN_BYTES, 0
+    try: fast = scan_fast(data)
+    finally: midi.RUN_MIN_BYTES = old
+    ref = scan_mido(data)
+    for k in ('tick', 'status', 'data1', 'data2', 'tempo_tick', 'tempo', 'last_tick'):
+        assert np.array_equal(getattr(fast, k), getattr(ref, k)), k
 
 
 # ---------------------------------------------------------------- real files

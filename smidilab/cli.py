@@ -27,7 +27,7 @@ def _encode_one(path, ticks_per_second, bend_range, track, bends, dialect, curve
     notes, report = read_music_report(path, ticks_per_second=ticks_per_second, bend_range=bend_range, track=track)
     return notes, notes_to_text(notes, bends=bends or None, curves=curves, dialect=dialect), report
 
-# %% ../nbs/12_cli.ipynb #428f29d5
+# %% ../nbs/12_cli.ipynb #f0c8eb04
 def encode_files(inputs: list,                       # files or folders of .mid/.midi/.gp3/.gp4/.gp5
                  out_dir,                             # where NAME.txt and report.json go
                  ticks_per_second: int = DEFAULT_TICKS_PER_SECOND,
@@ -39,8 +39,9 @@ def encode_files(inputs: list,                       # files or folders of .mid/
                  workers: int = 1, progress: bool = True) -> dict:
     "Encode every input to Simplified MIDI text under `out_dir`; returns the report (also written to report.json)"
     from functools import partial
+    from smidilab.guitarpro import GP67_EXTS
     roots, out_dir = [Path(p) for p in inputs], Path(out_dir)
-    paths = find_inputs(roots)
+    paths = find_inputs(roots, MIDI_EXTS + GP_EXTS + GP67_EXTS)  # GP6/7 files are found so that they are reported
     fn = partial(_encode_one, ticks_per_second=ticks_per_second, bend_range=bend_range, track=track, bends=bends,
                  dialect=dialect, curves=curves)
     report = {}

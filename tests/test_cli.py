@@ -31,6 +31,7 @@ def corpus(tmp_path_factory):
     (d / 'bad' / 'text.mid').write_text('this is not a MIDI file\n')
     gp = FIXTURES / 'guitarpro' / 'pyguitarpro' / 'Effects.gp5'
     if gp.exists(): (d / 'Effects.gp5').write_bytes(gp.read_bytes())
+    (d / 'bad' / 'song.gpx').write_bytes(b'BCFZ')   # Guitar Pro 6: found, and reported as unsupported
     return d
 
 
@@ -40,10 +41,11 @@ def test_encode_reports_bad_files_and_converts_the_rest(corpus, tmp_path):
     assert 'Traceback' not in r.stderr + r.stdout
     report = json.loads((tmp_path / 'out' / 'report.json').read_text())
     bad = {Path(k).name: v for k, v in report.items() if not v['ok']}
-    assert set(bad) == {'empty.mid', 'truncated.mid', 'random.mid', 'text.mid'}
+    assert set(bad) == {'empty.mid', 'truncated.mid', 'random.mid', 'text.mid', 'song.gpx'}
+    assert 'not supported' in bad['song.gpx']['error']
     assert all(v['error'] for v in bad.values())
     good = [k for k, v in report.items() if v['ok']]
-    assert len(good) == len(report) - 4
+    assert len(good) == len(report) - 5
     for k in good:
         out = Path(report[k]['output'])
         assert out.is_relative_to(tmp_path / 'out')

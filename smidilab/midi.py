@@ -42,14 +42,14 @@ def _merged(typ, division, tracks, engine: str) -> MidiEvents:
     cols, tcols = ev.T.copy(), tempos.T.copy()  # contiguous columns
     return MidiEvents(typ, division, len(tracks), *cols, *tcols, max((t[2] for t in tracks), default=0), engine)
 
-# %% ../nbs/02_midi.ipynb #23c910ab
+# %% ../nbs/02_midi.ipynb #bed0ec76
 def _mido_track(track) -> tuple:
+    "Channel messages [tick, status, d1, d2, ...], tempos [(tick, tempo)] and end tick of a mido track"
     ev, tempos, tick = [], [], 0
     for msg in track:
         tick += msg.time
         if msg.type == 'set_tempo': tempos.append((tick, msg.tempo))
-        elif not msg.is_meta and msg.type not in ('sysex',) and msg.bytes()[0] < 0xF0:
-            b = msg.bytes()
+        elif not msg.is_meta and msg.type != 'sysex' and (b := msg.bytes())[0] < 0xF0:
             ev += (tick, b[0], b[1], b[2] if len(b) > 2 else 0)
     return ev, tempos, tick
 

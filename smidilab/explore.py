@@ -297,7 +297,7 @@ def plot_loss_curves(run_dir, # a run folder holding metrics.csv (or the csv its
     ax.legend()
     return fig
 
-# %% ../nbs/05_explore.ipynb #23acf743
+# %% ../nbs/05_explore.ipynb #25cb4886
 def _numbers(d: dict, prefix: str = '') -> tuple[dict, dict]:
     "Scalars and numeric lists of a nested metrics dict, keyed by dotted path"
     scalars, lists = {}, {}
@@ -317,16 +317,20 @@ def plot_metrics(metrics, # a dict, a metrics.json path, or an evaluation folder
     scalars, lists = _numbers(metrics)
     fig = Figure(figsize=(9, 0.8 + 0.25*max(len(scalars), 4)), layout='constrained')
     axs = fig.subplots(1, 1 + len(lists), squeeze=False).ravel()
-    axs[0].barh(list(scalars), list(scalars.values()), color='tab:blue')
-    axs[0].invert_yaxis(); axs[0].set(xlabel='value', title='metrics')
+    bars = axs[0].barh(list(scalars), list(scalars.values()), color='tab:blue')
+    axs[0].bar_label(bars, fmt='%.3g', fontsize=8)
+    axs[0].invert_yaxis(); axs[0].set(xlabel='value')
     for ax, (k, v) in zip(axs[1:], lists.items()): ax.hist(v, bins=20, color='0.4'); ax.set(xlabel=k, ylabel='count')
     fig.suptitle(title)
     return fig
 
-# %% ../nbs/05_explore.ipynb #9e333869
-def _bin_ticks(ax, lefts, n: int):
-    idx = np.unique(np.linspace(0, n - 1, min(n, 6)).round().astype(int))
-    ax.set_xticks(idx, [str(int(lefts[i])) for i in idx])
+# %% ../nbs/05_explore.ipynb #1ad6cfb6
+def _short(n: int) -> str:
+    return f'{n/1e6:.3g}M' if n >= 1e6 else f'{n/1e3:.3g}k' if n >= 1e4 else str(n)
+
+def _bin_ticks(ax, lefts, lo: int, hi: int):
+    idx = np.unique(np.linspace(lo, hi, min(hi - lo + 1, 5)).round().astype(int))
+    ax.set_xticks(idx, [_short(int(lefts[i])) for i in idx])
 
 def plot_set_histograms(histograms: dict, # {set name: {feature: counts per bin}}
                         lefts: dict | None = None, # {feature: left bin edges}, for tick labels
@@ -336,11 +340,13 @@ def plot_set_histograms(histograms: dict, # {set name: {feature: counts per bin}
     fig = Figure(figsize=(3.2*min(len(features), 3), 2.6*(-(-len(features) // 3))), layout='constrained')
     axs = fig.subplots(-(-len(features) // 3), min(len(features), 3), squeeze=False).ravel()
     for ax, f in zip(axs, features):
+        used = []
         for name, h in histograms.items():
             c = np.asarray(h.get(f, []), float)
-            if c.sum(): ax.step(np.arange(len(c)), c / c.sum(), where='mid', label=name, lw=1.2)
-        if lefts is not None and f in lefts: _bin_ticks(ax, lefts[f], len(lefts[f]))
-        ax.set(xlabel=f, ylabel='share')
+            if c.sum(): ax.step(np.arange(len(c)), c / c.sum(), where='mid', label=name, lw=1.2); used += list(np.flatnonzero(c))
+        lo, hi = (max(min(used) - 1, 0), max(used) + 1) if used else (0, 1)
+        if lefts is not None and f in lefts: _bin_ticks(ax, lefts[f], lo, min(hi, len(lefts[f]) - 1))
+        ax.set(xlabel=f, ylabel='share', xlim=(lo - 0.5, hi + 0.5))
     for ax in axs[len(features):]: ax.set_axis_off()
     axs[0].legend(fontsize=8)
     fig.suptitle(title)

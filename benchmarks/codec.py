@@ -50,7 +50,7 @@ def main(folder: str | None = None, repeat: int = 5):
     tables = [read_midi(d) for d in datas]
     texts = [notes_to_text(t) for t in tables]
     n = sum(map(len, tables))
-    rows = {'MIDI → text, smidilab (fast engine)': lambda d: notes_to_text(read_midi(d)),
+    rows = {'MIDI → text, smidilab (auto engine)': lambda d: notes_to_text(read_midi(d)),
             'MIDI → text, smidilab (mido engine)': lambda d: notes_to_text(read_midi(d, engine='mido')),
             'MIDI → text, symusic + same formatting': lambda d: notes_to_text(symusic_notes(d, 192))}
     rates = {k: n / best_time(fn, datas, repeat if 'mido' not in k else 1) for k, fn in rows.items()}

@@ -103,7 +103,7 @@ def _scan_loop(data: bytes, pos: int, end: int, tick: int, status: int, ev: list
         else: add((tick, status, data[pos], 0)); pos += 1
     return pos, tick, status
 
-# %% ../nbs/02_midi.ipynb #fe8de558
+# %% ../nbs/02_midi.ipynb #0890c750
 def _run_fields(arr: np.ndarray, low: np.ndarray, p: int, status: int, window: int) -> tuple:
     "Candidate messages from byte `p`: (delta end, data-1 position, status, ok mask, delta start)"
     z = int(np.searchsorted(low, p))
@@ -119,18 +119,18 @@ def _run_fields(arr: np.ndarray, low: np.ndarray, p: int, status: int, window: i
     return vend, d1p, st, ok & (vend - vstart < 4), vstart
 
 def _run(arr: np.ndarray, low: np.ndarray, p: int, tick: int, status: int, window: int) -> tuple:
-    "A block [tick, status, d1, d2] of the run of two-data-byte messages at byte `p`, or None if under 8 long"
+    "(block [tick, status, d1, d2] of the run at byte `p` or None if under 8 long, new p, tick, status, stopped early?)"
     vend, d1p, st, ok, vstart = _run_fields(arr, low, p, status, window)
     n = len(ok) if ok.all() else int(ok.argmin())
-    if n < 8: return None, p, tick, status
+    if n < 8: return None, p, tick, status, False
     vend, d1p, st, vstart = vend[:n], d1p[:n], st[:n], vstart[:n]
     delta = arr[vend].astype(np.int64)
     for k in (1, 2, 3): delta += np.where(vend - k >= vstart, (arr[np.maximum(vend - k, 0)] & 0x7F).astype(np.int64) << 7 * k, 0)
     ticks = tick + np.cumsum(delta)
     block = np.stack([ticks, st, arr[d1p], arr[d1p + 1]], axis=1).astype(np.int64)
-    return block, int(d1p[-1]) + 2, int(ticks[-1]), int(st[-1])
+    return block, int(d1p[-1]) + 2, int(ticks[-1]), int(st[-1]), n < len(ok)
 
-# %% ../nbs/02_midi.ipynb #85cce919
+# %% ../nbs/02_midi.ipynb #7e7c8674
 RUN_MIN_BYTES = 2048  # tracks at least this long are decoded in numpy runs
 
 def _scan_runs(data: bytes, pos: int, end: int) -> tuple:
@@ -138,10 +138,11 @@ def _scan_runs(data: bytes, pos: int, end: int) -> tuple:
     arr = np.frombuffer(data, np.uint8, end - pos, pos)
     low, blocks, tempos, p, tick, status, window = (arr < 0x80).nonzero()[0], [], [], 0, 0, 0, 256
     while p < len(arr):
-        block, p, tick, status = _run(arr, low, p, tick, status, window)
-        if block is not None: blocks.append(block); window = min(2 * window, 1 << 16); continue
-        ev, window = [], 256
-        p, tick, status = _scan_loop(data, pos + p, end, tick, status, ev, tempos, 16)
+        block, p, tick, status, early = _run(arr, low, p, tick, status, window)
+        if block is not None: blocks.append(block); window = min(2 * window, 1 << 16)
+        if block is not None and not early: continue
+        ev = []  # the message that ended the run, or a stretch too irregular for runs
+        p, tick, status = _scan_loop(data, pos + p, end, tick, status, ev, tempos, 1 if early else 16)
         blocks.append(np.array(ev, np.int64).reshape(-1, 4)); p -= pos
     if p != len(arr): raise _Irregular
     return np.concatenate(blocks) if blocks else np.zeros((0, 4), np.int64), tempos, tick
@@ -176,8 +177,8 @@ def scan_fast(data: bytes) -> MidiEvents:
     if ((ev.data1 | ev.data2) & 0x80).any(): raise _Irregular  # data bytes > 127: mido decides
     return ev
 
-# %% ../nbs/02_midi.ipynb #7cf38ad7
-ENGINES = ('auto', 'fast', 'mido')
+# %% ../nbs/02_midi.ipynb #6fb201ab
+ENGINES = ('auto', 'mido')  # auto: the fast scanner, handing anything unusual to mido
 
 def _mido_reason(e: Exception) -> str:
     if isinstance(e, EOFError): return 'truncated MIDI file (data ends inside a chunk)'
@@ -376,12 +377,12 @@ def _report(ev: MidiEvents, notes: NoteTable, channel, off, strays, clipped, dru
             'dangling_closed': int((off < 0).sum()), 'stray_note_offs': int(strays), 'bends_clipped': int(clipped),
             'drum_notes_skipped': drums}
 
-# %% ../nbs/02_midi.ipynb #8ae88342
+# %% ../nbs/02_midi.ipynb #7a4d28d3
 def read_midi_report(path,                      # a .mid file (or its bytes)
                      ticks_per_second: int = DEFAULT_TICKS_PER_SECOND,  # the grid
                      bend_range: float = DEFAULT_BEND_RANGE,  # semitones of the table's full bend range, each way
                      keep_drums: bool = False,  # keep channel 10 (index 9)?
-                     engine: str = 'auto'       # 'auto' (= 'fast', mido for anything unusual) or 'mido'
+                     engine: str = 'auto'       # 'auto' (fast scanner, mido for anything unusual) or 'mido'
                     ) -> tuple[NoteTable, dict]:
     "The notes of a MIDI file and a report of what reading it repaired or dropped"
     if ticks_per_second <= 0 or bend_range <= 0: raise SmidiError('ticks_per_second and bend_range must be positive')

@@ -27,7 +27,7 @@ __all__ = ['FIELDS', 'DIGITS', 'INSTRUMENT_PITCHES', 'START', 'START_SPACE', 'SE
            'sample_notes', 'find_soundfont', 'render_wav', 'export_notes', 'sample_formats', 'write_sample',
            'prompts_for', 'generate']
 
-# %% ../nbs/09_generate.ipynb #87e9d3dd
+# %% ../nbs/09_generate.ipynb #ceed6bb1
 @dataclass
 class GenerateConfig:
     "Settings of one generation job (the notebook's parameters)"
@@ -35,8 +35,7 @@ class GenerateConfig:
     prompt: str = ''             # notes text to continue
     prompt_file: str = ''        # MIDI/GP file whose first `prompt_notes` notes make the prompt
     prompt_notes: int = 16       # notes taken from `prompt_file`
-    dataset: str = ''            # data/NAME to take prompts from
-    split: str = 'test'          # dataset split
+    from_dataset: str = ''       # 'data/NAME:SPLIT' to take prompts from
     n_prompts: int = 1           # dataset examples used as prompts
     n: int = 2                   # samples per prompt
     batch_size: int = 2          # sequences per generate call
@@ -212,33 +211,38 @@ def _compute_moves(g, table, state) -> Moves:
     closes = np.array([c for _, c in to.values()], np.int64)
     return Moves(torch.from_numpy(ids), to, closes, is_note_end(g, state), int(closes.max(initial=0)))
 
-# %% ../nbs/09_generate.ipynb #eef12052
+# %% ../nbs/09_generate.ipynb #8f909627
 class NoteConstraint(LogitsProcessor):
-    "Masks every token that cannot continue valid notes of `grammar`; one instance per `generate` call"
-    def __init__(self, tokenizer, grammar: NoteGrammar, max_notes: int = 0):
-        self.table, self.g, self.max_notes = token_strings(tokenizer), grammar, max_notes
+    "Masks every token that cannot continue valid notes of `grammar` (one, or one per row); one instance per `generate` call"
+    def __init__(self, tokenizer, grammar: NoteGrammar | list, max_notes: int = 0):
+        self.table, self.grammars, self.max_notes = token_strings(tokenizer), grammar, max_notes
         self.states, self.closed, self.seconds, self.steps = None, None, 0.0, 0
         self.eos = torch.tensor(self.table.eos)
+
+    def _start(self, rows: int):
+        if isinstance(self.grammars, NoteGrammar): self.grammars = [self.grammars] * rows
+        self.states, self.closed = [START] * rows, [0] * rows
 
     def _advance(self, row: int, token: int):
         st = self.states[row]
         if st is None: return
-        if token in self.table.eos or token not in state_moves(self.g, self.table, st).to: self.states[row] = None
+        m = state_moves(self.grammars[row], self.table, st)
+        if token in self.table.eos or token not in m.to: self.states[row] = None
         else:
-            self.states[row], c = state_moves(self.g, self.table, st).to[token]
+            self.states[row], c = m.to[token]
             self.closed[row] += c
 
     def _allowed(self, row: int) -> torch.Tensor:
         st = self.states[row]
         if st is None: return self.eos
-        m = state_moves(self.g, self.table, st)
+        m = state_moves(self.grammars[row], self.table, st)
         left = self.max_notes - 1 - self.closed[row] if self.max_notes else len(self.table.ids)
         ids = m.ids if left >= m.most_closed else m.ids[torch.from_numpy(m.closes <= left)]
         return torch.cat([ids, self.eos]) if m.may_end or len(ids) == 0 else ids
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         t0 = time.perf_counter()
-        if self.states is None: self.states, self.closed = [START] * len(input_ids), [0] * len(input_ids)
+        if self.states is None: self._start(len(input_ids))
         else:
             for row, token in enumerate(input_ids[:, -1].tolist()): self._advance(row, token)
         cols = [self._allowed(row) for row in range(len(input_ids))]
@@ -334,7 +338,7 @@ def _with_adapter(model, adapter: Path, tok):
     if model.get_input_embeddings().weight.shape[0] != len(tok): model.resize_token_embeddings(len(tok))
     return PeftModel.from_pretrained(model, adapter).merge_and_unload()
 
-# %% ../nbs/09_generate.ipynb #c31f683b
+# %% ../nbs/09_generate.ipynb #b1e09366
 def prompt_for(gen: Generator, notes_text: str) -> str:
     "The training-format prompt asking `gen`'s model to continue `notes_text`"
     from smidilab.dataset import build_system_prompt, build_prompt
@@ -349,11 +353,13 @@ def file_prompt_text(path, n_notes: int, dialect: str = 'paper', **opts) -> str:
     first = take(notes, np.arange(min(n_notes, len(notes))))
     return notes_to_text(first, dialect=dialect)
 
-def dataset_prompts(path, split: str = 'test', k: int = 1) -> list[str]:
-    "The prompts of the first `k` examples of a dataset split"
+def dataset_prompts(spec: str, k: int = 1) -> list[tuple[str, str]]:
+    "(prompt, instrument) of the first `k` examples of a dataset split; `spec` is 'data/NAME:SPLIT' (split default test)"
     from datasets import load_from_disk
+    path, _, split = spec.rpartition(':') if ':' in Path(spec).name else (spec, '', 'test')
     ds = load_from_disk(str(path))[split]
-    return list(ds.select(range(min(k, len(ds))))['prompt'])
+    ds = ds.select(range(min(k, len(ds))))
+    return list(zip(ds['prompt'], ds['instrument']))
 
 # %% ../nbs/09_generate.ipynb #4355217e
 class _Progress(StoppingCriteria):
@@ -369,11 +375,12 @@ def grammar_for(settings: dict, cfg: GenerateConfig) -> NoteGrammar:
     pitch = INSTRUMENT_PITCHES.get(settings['instrument'], (0, 127)) if cfg.instrument_range else (0, 127)
     return NoteGrammar(settings['dialect'], pitch, (1, 127), (0, ticks), (0, ticks), bool(settings['bends']))
 
-# %% ../nbs/09_generate.ipynb #01bc09da
-def _generate_batch(gen: Generator, prompts: list, cfg: GenerateConfig, g: NoteGrammar, seed: int, bar) -> tuple:
+# %% ../nbs/09_generate.ipynb #6bc361d7
+def _generate_batch(gen: Generator, rows: list, cfg: GenerateConfig, seed: int, bar) -> tuple:
     tok = gen.tokenizer
-    enc = tok(prompts, return_tensors='pt', padding=True).to(gen.model.device)
-    procs = [] if cfg.free else [NoteConstraint(tok, g, cfg.max_notes)]
+    enc = tok([p for p, _ in rows], return_tensors='pt', padding=True).to(gen.model.device)
+    grammars = [grammar_for(gen.settings | {'instrument': i}, cfg) for _, i in rows]
+    procs = [] if cfg.free else [NoteConstraint(tok, grammars, cfg.max_notes)]
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -390,19 +397,21 @@ def _row_result(ids: torch.Tensor, eos: tuple, tok) -> dict:
     kept = ids if stop is None else ids[:stop]
     return {'ids': kept, 'text': tok.decode(kept, skip_special_tokens=True), 'stopped': stop is not None}
 
-# %% ../nbs/09_generate.ipynb #ee765740
-def sample(gen: Generator, prompts: list[str], cfg: GenerateConfig) -> tuple[list[dict], dict]:
-    "Generated samples (ids, text, stopped, prompt, seed) of each prompt `cfg.n` times, and timings"
+# %% ../nbs/09_generate.ipynb #892080f4
+def sample(gen: Generator,
+           prompts: list,  # prompt texts, or (prompt, instrument) pairs (the instrument picks the pitch range)
+           cfg: GenerateConfig) -> tuple[list[dict], dict]:
+    "Samples (ids, text, stopped, prompt, instrument, seed) of each prompt `cfg.n` times, and timings"
     from tqdm.auto import tqdm
-    rows = [p for p in prompts for _ in range(cfg.n)]
-    g, eos, results = grammar_for(gen.settings, cfg), token_strings(gen.tokenizer).eos, []
-    secs = grammar_secs = 0.0
+    pairs = [(p, gen.settings['instrument']) if isinstance(p, str) else tuple(p) for p in prompts]
+    rows = [p for p in pairs for _ in range(cfg.n)]
+    eos, results, secs, grammar_secs = token_strings(gen.tokenizer).eos, [], 0.0, 0.0
     with tqdm(total=math.ceil(len(rows) / cfg.batch_size) * cfg.max_new_tokens, desc='decoding steps') as bar:
         for j in range(0, len(rows), cfg.batch_size):
-            out, s, gs = _generate_batch(gen, rows[j:j + cfg.batch_size], cfg, g, cfg.seed + j, bar)
+            out, s, gs = _generate_batch(gen, rows[j:j + cfg.batch_size], cfg, cfg.seed + j, bar)
             secs, grammar_secs = secs + s, grammar_secs + gs
-            results += [_row_result(r, eos, gen.tokenizer) | {'prompt': rows[j + i], 'seed': cfg.seed + j}
-                        for i, r in enumerate(out)]
+            results += [_row_result(r, eos, gen.tokenizer) | {'prompt': rows[j + i][0], 'instrument': rows[j + i][1],
+                                                                'seed': cfg.seed + j} for i, r in enumerate(out)]
     tokens = sum(len(r['ids']) for r in results)
     return results, {'seconds': secs, 'grammar_seconds': grammar_secs, 'tokens': tokens,
                      'tokens_per_second': tokens / secs if secs else 0.0,
@@ -491,12 +500,12 @@ def write_sample(notes: NoteTable, text: str, out_dir, k: int, wav: bool = True)
     written = export_notes(notes, stem, sample_formats(notes.instrument, wav))
     return {'files': [stem.name + '.txt'] + [Path(f).name for f in written['files']], 'errors': written['errors']}
 
-# %% ../nbs/09_generate.ipynb #ce097b90
-def prompts_for(gen: Generator, cfg: GenerateConfig) -> list[str]:
-    "The prompts `cfg` asks for: dataset examples, or the training prompt around a file's or a text's notes"
-    if cfg.dataset: return dataset_prompts(cfg.dataset, cfg.split, cfg.n_prompts)
+# %% ../nbs/09_generate.ipynb #553e102a
+def prompts_for(gen: Generator, cfg: GenerateConfig) -> list[tuple[str, str]]:
+    "(prompt, instrument) pairs `cfg` asks for: dataset examples, or the training prompt around a file's or a text's notes"
+    if cfg.from_dataset: return dataset_prompts(cfg.from_dataset, cfg.n_prompts)
     text = file_prompt_text(cfg.prompt_file, cfg.prompt_notes, gen.settings['dialect']) if cfg.prompt_file else cfg.prompt
-    return [prompt_for(gen, text)]
+    return [(prompt_for(gen, text), gen.settings['instrument'])]
 
 def _override(settings: dict, cfg: GenerateConfig) -> dict:
     return settings | {k: getattr(cfg, k) for k in ('instrument', 'dialect') if getattr(cfg, k)}
@@ -508,17 +517,24 @@ def generate(cfg: GenerateConfig, gen: Generator | None = None) -> dict:
     gen = Generator(gen.model, gen.tokenizer, _override(gen.settings, cfg))
     prompts = prompts_for(gen, cfg)
     results, timing = sample(gen, prompts, cfg)
-    g = grammar_for(gen.settings, cfg)
-    samples = [_export_one(r, k, gen.settings, g, cfg) for k, r in enumerate(results)]
-    notes = sum(s['notes'] for s in samples)
-    summary = {'config': asdict(cfg), 'settings': gen.settings, 'grammar': asdict(g), 'prompts': prompts,
-               'timing': timing | {'notes': notes, 'notes_per_second': notes / timing['seconds'] if timing['seconds'] else 0.0},
-               'samples': samples}
+    samples = [_export_one(r, k, gen.settings | {'instrument': r['instrument']}, cfg) for k, r in enumerate(results)]
+    summary = {'config': asdict(cfg), 'settings': gen.settings, 'prompts': [p for p, _ in prompts],
+               'timing': timing | _totals(samples, timing['seconds']), 'samples': samples} | _quality(samples)
     write_json(Path(cfg.out_dir)/'generation.json', summary)
     return summary
 
-def _export_one(r: dict, k: int, settings: dict, g: NoteGrammar, cfg: GenerateConfig) -> dict:
+def _export_one(r: dict, k: int, settings: dict, cfg: GenerateConfig) -> dict:
+    g = grammar_for(settings, cfg)
     notes, report, text = sample_notes(r['text'], settings, g, cfg.free)
     files = write_sample(notes, text, cfg.out_dir, k, cfg.wav)
-    return {'sample': k, 'seed': r['seed'], 'tokens': len(r['ids']), 'stopped_at_eos': r['stopped'],
-            'notes': len(notes), 'parse': report} | files
+    return {'sample': k, 'seed': r['seed'], 'instrument': r['instrument'], 'tokens': len(r['ids']),
+            'stopped_at_eos': r['stopped'], 'notes': len(notes), 'grammar': asdict(g), 'parse': report} | files
+
+def _totals(samples: list, seconds: float) -> dict:
+    notes = sum(s['notes'] for s in samples)
+    return {'notes': notes, 'notes_per_second': notes / seconds if seconds else 0.0}
+
+def _quality(samples: list) -> dict:
+    "notes_total and valid_share (notes kept / (notes kept + tokens dropped)) over all samples"
+    notes, dropped = sum(s['notes'] for s in samples), sum(len(s['parse']['dropped']) for s in samples)
+    return {'notes_total': notes, 'valid_share': notes / (notes + dropped) if notes + dropped else None}

@@ -13,11 +13,11 @@ from .core import NoteTable, NO_BEND, MAX_BEND, take, canonical, find_inputs, co
 from .codec import quantize_bend, dequantize_bend, bend_to_semitones
 
 # %% auto #0
-__all__ = ['NOTE_COLOURS', 'NOTE_NAMES', 'REGION_EDGES', 'REGIONS', 'TOKEN_FIELDS', 'FIGURE_RC', 'score_to_notes',
-           'slice_seconds', 'bend_contour', 'pitch_name', 'piano_roll', 'note_columns', 'plot_note_histograms',
-           'raw_bend_values', 'plot_bend_histograms', 'plot_bend_quantizer', 'plot_augmentation', 'dataset_summary',
-           'plot_tokens_per_note', 'read_metrics_csv', 'plot_loss_curves', 'plot_metrics', 'plot_set_histograms',
-           'figure_style', 'save_figure']
+__all__ = ['NOTE_COLOURS', 'NOTE_NAMES', 'REGION_EDGES', 'REGIONS', 'SUMMARY_COLUMNS', 'TOKEN_FIELDS', 'FIGURE_RC',
+           'score_to_notes', 'slice_seconds', 'bend_contour', 'pitch_name', 'piano_roll', 'note_columns',
+           'plot_note_histograms', 'raw_bend_values', 'plot_bend_histograms', 'plot_bend_quantizer',
+           'plot_augmentation', 'dataset_summary', 'split_summary', 'plot_tokens_per_note', 'read_metrics_csv',
+           'plot_loss_curves', 'plot_metrics', 'plot_set_histograms', 'figure_style', 'save_figure']
 
 # %% ../nbs/05_explore.ipynb #1bb3a8c8
 def score_to_notes(score, # a music21 Score (e.g. `music21.corpus.parse('bach/bwv66.6')`)
@@ -256,6 +256,22 @@ def dataset_summary(data, # NoteTables, a dict {group: tables}, or a folder of .
     rows = [_summary_row(g, ts, tokens_per_note=tpn.get(g)) for g, ts in groups.items()]
     if failed: rows.append(_summary_row('failed', [], failed))
     return pd.DataFrame(rows)
+
+# %% ../nbs/05_explore.ipynb #9ebea885
+SUMMARY_COLUMNS = ['source', 'instrument', 'augmentation', 'n_notes', 'n_prompt_notes']
+
+def split_summary(dataset_dir # a dataset folder saved by `smidilab prepare` (save_to_disk)
+                 ):
+    "A pandas DataFrame with one row per split and instrument: pieces, examples, augmented share, notes"
+    import pandas as pd
+    from datasets import load_from_disk
+    dd = load_from_disk(str(dataset_dir))
+    df = pd.concat([dd[s].select_columns(SUMMARY_COLUMNS).to_pandas().assign(split=s) for s in dd])
+    out = df.groupby(['split', 'instrument'], sort=False).agg(
+        pieces=('source', 'nunique'), examples=('source', 'size'), augmented=('augmentation', lambda a: (a != 'none').mean()),
+        prompt_notes=('n_prompt_notes', 'sum'), answer_notes=('n_notes', 'sum')).reset_index()
+    out['notes_per_example'] = ((out.prompt_notes + out.answer_notes) / out.examples).round(1)
+    return out
 
 # %% ../nbs/05_explore.ipynb #848e3c53
 TOKEN_FIELDS = {'p': 'pitch p', 'v': 'velocity v', 'd': 'duration d', 't': 'gap t', 'b': 'bend b', 'sep': 'separators'}

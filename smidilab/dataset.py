@@ -444,7 +444,7 @@ def piece_examples(notes: NoteTable, augmentation: str, cfg: DatasetConfig, coun
                              n_prompt_notes=ex[3], task=task))
     return rows
 
-# %% ../nbs/07_dataset.ipynb #a463538c
+# %% ../nbs/07_dataset.ipynb #8166058e
 FEATURES = {'prompt': 'string', 'completion': 'string', 'source': 'string', 'instrument': 'string',
             'augmentation': 'string', 'n_notes': 'int64', 'n_prompt_notes': 'int64', 'task': 'string'}
 
@@ -457,11 +457,12 @@ def _variants(piece: NoteTable, split: str, cfg: DatasetConfig) -> list[tuple[No
     return [(piece, 'none')] + [(c, _describe(d)) for c, d in augment_piece(piece, cfg.augment, seed=seed)]
 
 def _git_commit() -> str | None:
-    try: return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=Path(__file__).parent, capture_output=True, text=True,
-                               check=True).stdout.strip()
+    import smidilab
+    try: return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=Path(smidilab.__file__).parent, capture_output=True,
+                               text=True, check=True).stdout.strip()
     except Exception: return None
 
-# %% ../nbs/07_dataset.ipynb #41e4b3a7
+# %% ../nbs/07_dataset.ipynb #4ac0a9a8
 def check_token_budget(rows: list, counter: TokenCounter, max_tokens: int, k: int = 32) -> int:
     "Check up to `k` rows (evenly spread) on the whole text; returns the largest count, raises if over `max_tokens`"
     sample = [rows[i] for i in np.linspace(0, len(rows) - 1, min(k, len(rows))).astype(int)] if rows else []
@@ -470,9 +471,12 @@ def check_token_budget(rows: list, counter: TokenCounter, max_tokens: int, k: in
     return max(counts, default=0)
 
 def _inputs_of(cfg: DatasetConfig, cache: Path) -> list:
+    "The inputs of `cfg`: its folders, or exactly the configured files of the embedded default"
     if cfg.midi_dirs or cfg.gp_dirs: return list_inputs(cfg.midi_dirs, cfg.gp_dirs)
     piano, guitar = write_embedded(cache/'embedded', cfg.embedded_pieces, cfg.embedded_riffs)
-    return list_inputs([piano], [guitar])
+    paths = [piano/f'{_safe_name(n)}.mid' for n in cfg.embedded_pieces]
+    paths += [guitar/f'riff_{i:03d}.gp5' for i in range(cfg.embedded_riffs)]
+    return [(p, source_name(p, p.parent)) for p in paths]
 
 def _rows_by_split(splits: dict, cfg: DatasetConfig, counter: TokenCounter) -> dict[str, list]:
     return {s: [r for p in pieces for v, aug in _variants(p, s, cfg) for r in piece_examples(v, aug, cfg, counter)]

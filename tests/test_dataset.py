@@ -7,8 +7,9 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 import smidilab.guitarpro
 from smidilab.codec import text_to_notes
-from smidilab.dataset import (DatasetConfig, SPLITS, FEATURES, build_dataset, build_prompt, build_completion,
-                              build_system_prompt, corpus_to_midi, guitar_riff, riff_to_gp5, tick_ms)
+from smidilab.core import NoteTable
+from smidilab.dataset import (DatasetConfig, SPLITS, FEATURES, TokenCounter, build_dataset, build_prompt, build_completion,
+                              build_system_prompt, corpus_to_midi, guitar_riff, piece_examples, riff_to_gp5, tick_ms)
 from smidilab.tokens import load_tokenizer
 
 REPO = Path(__file__).parents[1]
@@ -144,9 +145,37 @@ def test_job_notebook_runs_under_papermill(tmp_path):
     import papermill
     out = tmp_path/'ds'
     params = dict(out_dir=str(out), augment=1, max_tokens=512, embedded_pieces=PIECES[:3], embedded_riffs=3,
-                  tasks=['continuation', 'accompaniment'])
+                  tasks=['continuation', 'accompaniment'], workers=2)
     papermill.execute_notebook(str(REPO/'nbs'/'07_dataset.ipynb'), str(tmp_path/'executed.ipynb'), parameters=params,
                                kernel_name='python3', cwd=str(REPO/'nbs'), progress_bar=False)
     m = json.loads((out/'manifest.json').read_text())
-    assert m['settings']['embedded_pieces'] == PIECES[:3] and m['inputs'] == 6 and m['failed'] == []
+    assert m['settings']['embedded_pieces'] == PIECES[:3] and m['inputs'] == 6 and m['failed'] == [] and m['commit']
     assert {r['task'] for r in rows(out)['train']} == {'continuation', 'accompaniment'}
+
+def test_compact_dialect_fits_and_parses(inputs, tmp_path):
+    cfg = config(inputs, tmp_path/'ds', dialect='compact', augment=0, max_tokens=600)
+    build_dataset(cfg, progress=False)
+    tok, data = load_tokenizer('smollm2'), rows(cfg.out_dir)
+    for r in data['train'] + data['test']:
+        assert len(tok(r['prompt'] + r['completion'])['input_ids']) + 1 <= 600
+        assert len(text_to_notes(r['completion'], dialect='compact')) == r['n_notes'] and ':' not in r['completion']
+        assert 'without separators' in r['prompt']
+
+def test_field_counts_equal_whole_word_counts():
+    tok = load_tokenizer(str(LLAMA2))
+    words = [f'p{p}:v{v}:d{d}:t{t}:b{b}' for p, v, d, t, b in
+             zip(range(0, 128, 3), range(1, 128, 3), range(0, 40000, 931), range(0, 90000, 2111), range(0, 46))]
+    words += ['p60v80d96t96b34', 'p61d5', 'GAP']
+    fields, whole = TokenCounter(tok), TokenCounter(tok)
+    whole.additive = False  # forces one tokenizer call per word
+    assert fields.words(words).tolist() == whole.words(words).tolist() and fields.additive
+    assert int(fields.words(words[:10]).sum()) == len(tok(' '.join(words[:10]), add_special_tokens=False)['input_ids'])
+
+def test_bends_off_strips_bend_fields():
+    riff = NoteTable(pitch=[40, 52, 55] * 8, velocity=[100] * 24, onset=[i * 48 for i in range(24)], duration=[48] * 24,
+                     bend=[23, 38, 34] * 8, instrument='guitar', source='gp/riff.gp5')
+    counter = TokenCounter(load_tokenizer('smollm2'))
+    on = piece_examples(riff, 'none', DatasetConfig(min_notes=8), counter)
+    off = piece_examples(riff, 'none', DatasetConfig(min_notes=8, bends=False), counter)
+    assert on and off and all(':b' in r['completion'] and 'pitch bend' in r['prompt'] for r in on)
+    assert all(':b' not in r['completion'] + r['prompt'].split('user')[-1] and 'pitch bend' not in r['prompt'] for r in off)

@@ -13,11 +13,12 @@ from .codec import DIALECTS, notes_to_text, text_to_notes
 from .explore import score_to_notes
 
 # %% auto #0
-__all__ = ['SMOLLM2_GGUF', 'CACHE_DIR', 'NAMED_TOKENIZERS', 'FIELDS', 'TEXT_FIELDS', 'spm_to_tokenizer', 'package_file',
-           'smollm2_gguf', 'gguf_tokenizer', 'load_tokenizer', 'encode_batch', 'count_tokens', 'char_fields',
-           'token_fields', 'measure_texts', 'read_chorales', 'read_texts', 'guess_dialect', 'rewrite_texts',
-           'extension_pieces', 'trie_regex', 'is_metaspace', 'extend_tokenizer', 'new_token_ids', 'subtoken_ids',
-           'resize_embeddings', 'extension_peft_kwargs']
+__all__ = ['SMOLLM2_GGUF', 'CACHE_DIR', 'NAMED_TOKENIZERS', 'FIELDS', 'TEXT_FIELDS', 'COLUMNS_SHOWN', 'TEXT_EXTS',
+           'spm_to_tokenizer', 'package_file', 'smollm2_gguf', 'gguf_tokenizer', 'load_tokenizer', 'encode_batch',
+           'count_tokens', 'char_fields', 'token_fields', 'measure_texts', 'read_chorales', 'read_texts',
+           'guess_dialect', 'rewrite_texts', 'extension_pieces', 'trie_regex', 'is_metaspace', 'extend_tokenizer',
+           'new_token_ids', 'subtoken_ids', 'resize_embeddings', 'extension_peft_kwargs', 'measure_grid',
+           'format_table', 'find_text_inputs', 'measure_files']
 
 # %% ../nbs/06_tokens.ipynb #cdbc0d7b
 def _spm_proto(path):
@@ -294,3 +295,69 @@ def extension_peft_kwargs(model, new_token_ids: Sequence[int]) -> dict:
     targets = {_module_name(model, inp): ids}
     if out is not None and out.weight is not inp.weight: targets[_module_name(model, out)] = ids
     return {'trainable_token_indices': targets}
+
+# %% ../nbs/06_tokens.ipynb #ce45acfb
+def measure_grid(texts: Sequence[str],           # Simplified MIDI texts, any dialect
+                 tokenizers: dict,                # name -> fast tokenizer
+                 dialects: Sequence[str] = DIALECTS,
+                 extend: Sequence[bool] = (False, True),
+                 ticks: int = 1000,               # d/t values with tokens of their own, when extended
+                 bends: bool | None = None,       # write bend fields on every note (the guitar layout)?
+                 ticks_per_second: int = DEFAULT_TICKS_PER_SECOND, # grid of the texts
+                 **info                           # extra columns for every row (e.g. corpus='chorales')
+                ) -> list[dict]:
+    "One measurement row per tokenizer × dialect × extension"
+    rows = []
+    for dialect in dialects:
+        rewritten, notes = rewrite_texts(texts, dialect, bends, ticks_per_second)
+        for name, tok in tokenizers.items():
+            for ext in extend:
+                t = extend_tokenizer(tok, dialect, ticks) if ext else tok
+                rows.append(info | {'tokenizer': name, 'dialect': dialect, 'extended': ext} | measure_texts(t, rewritten, notes))
+    return rows
+
+# %% ../nbs/06_tokens.ipynb #256b9afd
+COLUMNS_SHOWN = {'corpus': '{}', 'tokenizer': '{}', 'dialect': '{}', 'extended': '{}', 'notes': '{:,}',
+                 'chars_per_note': '{:.2f}', 'raw_bits_per_note': '{:.1f}', 'lzma_bits_per_note': '{:.1f}',
+                 'tokens_per_note': '{:.2f}', **{f: '{:.2f}' for f in FIELDS}, 'lossless': '{:.0%}'}
+
+def format_table(rows: dict | Sequence[dict]) -> str:
+    "The measurement `rows` as a Markdown table"
+    rows = [rows] if isinstance(rows, dict) else list(rows)
+    cols = [c for c in COLUMNS_SHOWN if any(c in r for r in rows)]
+    cell = lambda r, c: COLUMNS_SHOWN[c].format(r[c]) if c in r else ''
+    lines = ['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
+    return '\n'.join(lines + ['| ' + ' | '.join(cell(r, c) for c in cols) + ' |' for r in rows])
+
+# %% ../nbs/06_tokens.ipynb #05ef68e8
+TEXT_EXTS = ('.txt', '.jsonl')
+
+def find_text_inputs(paths: Sequence) -> list[Path]:
+    "Text inputs under `paths`: .txt/.jsonl files (folders searched recursively) and built datasets (whole)"
+    found = []
+    for p in map(Path, paths):
+        found += [p] if (p/'dataset_dict.json').exists() else find_inputs([p], exts=TEXT_EXTS)
+    return found
+
+def _read_input(path, dialect, bends, ticks_per_second):
+    return rewrite_texts(read_texts(path), dialect, bends, ticks_per_second)
+
+def measure_files(paths: Sequence,                   # .txt/.jsonl files, folders of them, or built datasets
+                  tokenizer: str = 'smollm2',        # a `load_tokenizer` spec
+                  dialect: str = 'paper',            # measure the texts rewritten in this dialect
+                  extend_vocab: bool = False,        # with whole-field tokens added?
+                  ticks_per_second: int = DEFAULT_TICKS_PER_SECOND, # grid of the texts (bounds d/t checks)
+                  bends: bool | None = None,         # write bend fields on every note?
+                  ticks: int = 1000                  # d/t values with tokens of their own, when extended
+                 ) -> dict:
+    "Per-note token cost of the texts in `paths`, with a per-input report"
+    from functools import partial
+    files = find_text_inputs(paths)
+    res = convert_files(partial(_read_input, dialect=dialect, bends=bends, ticks_per_second=ticks_per_second), files,
+                        progress=False)
+    texts = [t for r in res if r.ok for t in r.value[0]]
+    tok = load_tokenizer(tokenizer)
+    if extend_vocab: tok = extend_tokenizer(tok, dialect, ticks)
+    row = {'tokenizer': str(tokenizer), 'dialect': dialect, 'extended': extend_vocab, 'ticks_per_second': ticks_per_second}
+    return row | measure_texts(tok, texts, sum(r.value[1] for r in res if r.ok)) | {
+        'inputs': {r.path: {'ok': r.ok, 'notes': r.value[1] if r.ok else None, 'error': r.error} for r in res}}

@@ -76,12 +76,11 @@ def _skip_meta(data: bytes, pos: int, tempos: list, tick: int) -> int:
     if mtype == 0x51: tempos.append((tick, int.from_bytes(data[pos:pos + 3], 'big')))
     return pos + ln
 
-# %% ../nbs/02_midi.ipynb #522af0fc
-def _scan_loop(data: bytes, pos: int, end: int, tick: int, status: int, ev: list, tempos: list, limit: int) -> tuple:
-    "Scan events one by one from `pos` (at most `limit` channel messages) into `ev`/`tempos`; returns (pos, tick, status)"
-    two, stop = not 0xC0 <= status < 0xE0, len(ev) + 4 * limit
-    add = ev.extend
-    while pos < end and len(ev) < stop:
+# %% ../nbs/02_midi.ipynb #9e1b9717
+def _scan_loop(data: bytes, pos: int, stop: int, tick: int, status: int, ev: list, tempos: list) -> tuple:
+    "Scan whole messages one by one from `pos` until `stop` into `ev`/`tempos`; returns (pos, tick, running status)"
+    two = not 0xC0 <= status < 0xE0
+    while pos < stop:
         b = data[pos]; pos += 1
         if b & 0x80:
             delta = b & 0x7F
@@ -99,8 +98,8 @@ def _scan_loop(data: bytes, pos: int, end: int, tick: int, status: int, ev: list
                 raise _Irregular
             status, two = b, not 0xC0 <= b < 0xE0
         elif not status: raise _Irregular
-        if two: add((tick, status, data[pos], data[pos + 1])); pos += 2
-        else: add((tick, status, data[pos], 0)); pos += 1
+        if two: ev += (tick, status, data[pos], data[pos + 1]); pos += 2
+        else: ev += (tick, status, data[pos], 0); pos += 1
     return pos, tick, status
 
 # %% ../nbs/02_midi.ipynb #0890c750
@@ -130,7 +129,7 @@ def _run(arr: np.ndarray, low: np.ndarray, p: int, tick: int, status: int, windo
     block = np.stack([ticks, st, arr[d1p], arr[d1p + 1]], axis=1).astype(np.int64)
     return block, int(d1p[-1]) + 2, int(ticks[-1]), int(st[-1]), n < len(ok)
 
-# %% ../nbs/02_midi.ipynb #7e7c8674
+# %% ../nbs/02_midi.ipynb #74fb2036
 RUN_MIN_BYTES = 2048  # tracks at least this long are decoded in numpy runs
 
 def _scan_runs(data: bytes, pos: int, end: int) -> tuple:
@@ -142,20 +141,24 @@ def _scan_runs(data: bytes, pos: int, end: int) -> tuple:
         if block is not None: blocks.append(block); window = min(2 * window, 1 << 16)
         if block is not None and not early: continue
         ev = []  # the message that ended the run, or a stretch too irregular for runs
-        p, tick, status = _scan_loop(data, pos + p, end, tick, status, ev, tempos, 1 if early else 16)
+        p, tick, status = _scan_loop(data, pos + p, min(end, pos + p + (1 if early else 64)), tick, status, ev, tempos)
         blocks.append(np.array(ev, np.int64).reshape(-1, 4)); p -= pos
     if p != len(arr): raise _Irregular
     return np.concatenate(blocks) if blocks else np.zeros((0, 4), np.int64), tempos, tick
 
-def _scan_track(data: bytes, pos: int, end: int) -> tuple:
-    "Channel messages [tick, status, d1, d2], tempos and end tick of the MTrk chunk data[pos:end] (as `_mido_track`)"
-    if end - pos >= RUN_MIN_BYTES: return _scan_runs(data, pos, end)
-    ev, tempos = [], []
-    p, tick, _ = _scan_loop(data, pos, end, 0, 0, ev, tempos, 1 << 62)
-    if p != end: raise _Irregular
-    return np.array(ev, np.int64).reshape(-1, 4), tempos, tick
+def _scan_tracks(data: bytes, spans: list) -> list[tuple]:
+    "(events [tick, status, d1, d2], tempos, end tick) of each MTrk chunk; short tracks share one list and one conversion"
+    flat, out = [], []
+    for a, b in spans:
+        if b - a >= RUN_MIN_BYTES: out.append(_scan_runs(data, a, b)); continue
+        tempos, start = [], len(flat) // 4
+        p, tick, _ = _scan_loop(data, a, b, 0, 0, flat, tempos)
+        if p != b: raise _Irregular
+        out.append((slice(start, len(flat) // 4), tempos, tick))
+    rows = np.array(flat, np.int64).reshape(-1, 4)
+    return [(rows[t[0]], t[1], t[2]) if isinstance(t[0], slice) else t for t in out]
 
-# %% ../nbs/02_midi.ipynb #be4d85ea
+# %% ../nbs/02_midi.ipynb #1d8770cc
 def _track_spans(data: bytes, pos: int, n: int) -> list[tuple[int, int]]:
     spans = []
     for _ in range(n):
@@ -171,7 +174,7 @@ def scan_fast(data: bytes) -> MidiEvents:
     size, = struct.unpack('>I', data[4:8])
     if size < 6: raise _Irregular
     typ, n, division = struct.unpack('>HHH', data[8:14])
-    try: tracks = [_scan_track(data, a, b) for a, b in _track_spans(data, 8 + size, n)]
+    try: tracks = _scan_tracks(data, _track_spans(data, 8 + size, n))
     except IndexError: raise _Irregular
     ev = _merged(typ, division, tracks, 'fast')
     if ((ev.data1 | ev.data2) & 0x80).any(): raise _Irregular  # data bytes > 127: mido decides

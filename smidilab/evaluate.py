@@ -21,9 +21,9 @@ __all__ = ['SCALES', 'LOG2_BINS', 'FEATURE_BINS', 'START', 'END', 'SPELLING_K', 
            'piece_statistics', 'note_features', 'histogram', 'overlap_distance', 'kl_divergence', 'mgeval_distance',
            'set_histograms', 'compare_sets', 'valid_share', 'repetition_rate', 'window_hashes', 'symbol_ids',
            'longest_common_runs', 'fit_ngram', 'ngram_prob', 'ngram_bits', 'ngram_bits_per_note', 'sample_ngram',
-           'completion_tokens', 'token_batches', 'completion_bits', 'likelihood_summary', 'tiny_llama',
-           'load_reference', 'read_generation', 'parse_options', 'parse_pieces', 'write_demo_inputs', 'models_to_score',
-           'score_model', 'describe_set', 'set_summary', 'json_safe', 'md_table', 'plot_histograms', 'report_markdown',
+           'completion_tokens', 'token_batches', 'completion_bits', 'likelihood_summary', 'load_reference',
+           'read_generation', 'parse_options', 'parse_pieces', 'write_demo_inputs', 'models_to_score', 'load_models',
+           'score_models', 'describe_set', 'set_summary', 'json_safe', 'md_table', 'plot_histograms', 'report_markdown',
            'markdown_to_html', 'write_report', 'evaluate']
 
 # %% ../nbs/10_evaluate.ipynb #bb1e0cb4
@@ -421,16 +421,6 @@ def likelihood_summary(bits: np.ndarray, tokens: np.ndarray, notes: Sequence[int
     return {'bits_per_note': float(bits.sum() / n) if n else math.nan, 'bits_per_token': float(bits.sum() / tokens.sum()),
             'bits': float(bits.sum()), 'notes': n, 'tokens': int(tokens.sum()), 'examples': len(bits)}
 
-# %% ../nbs/10_evaluate.ipynb #77a8236b
-def tiny_llama(tokenizer, seed: int = 0):
-    "A random 2-layer Llama (hidden 64, 4 heads) sized to `tokenizer`'s vocabulary: the tiny preset"
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=2048, tie_word_embeddings=True)
-    return LlamaForCausalLM(cfg).eval()
-
 # %% ../nbs/10_evaluate.ipynb #f82a145e
 def load_reference(path) -> tuple:
     "The splits (a `DatasetDict`) and the manifest (dict) of a dataset folder data/NAME"
@@ -475,7 +465,7 @@ def write_demo_inputs(folder, fixtures) -> tuple[Path, Path]:
                                                              'ticks_per_second': 768, 'instrument': 'piano'}})
     return folder/'gen', folder/'data'
 
-# %% ../nbs/10_evaluate.ipynb #7983050a
+# %% ../nbs/10_evaluate.ipynb #681be6e1
 def _is_run(spec) -> bool: return bool(spec) and (Path(spec)/'run_config.json').is_file()
 
 def models_to_score(model: str, generation: dict) -> dict:
@@ -483,37 +473,52 @@ def models_to_score(model: str, generation: dict) -> dict:
     settings = generation.get('settings') or {}
     spec = model or settings.get('run') or settings.get('base_model') or (generation.get('config') or {}).get('model')
     if not _is_run(spec): return {'base': spec} if spec else {}
-    return {'finetuned': str(spec), 'base': json.loads((Path(spec)/'run_config.json').read_text())['base_model']}
+    base = json.loads((Path(spec)/'run_config.json').read_text())['base_model']
+    return {'finetuned': str(spec), 'base': str(Path(spec)/'base') if base == 'tiny' else base}  # train saves tiny's weights
 
-def _load_base(spec: str, tokenizer):
-    from transformers import AutoModelForCausalLM
-    if spec == 'tiny': return tiny_llama(tokenizer)
-    if spec == 'smollm2':
-        from smidilab.tokens import smollm2_gguf
-        path = smollm2_gguf()
-        return AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype='float32')
-    return AutoModelForCausalLM.from_pretrained(spec)
+def _load_base(spec: str, tokenizer, settings: dict):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from smidilab.generate import tiny_llama
+    from smidilab.tokens import smollm2_gguf
+    if spec == 'tiny': return tiny_llama(len(tokenizer))
+    path, gguf = (smollm2_gguf().parent, smollm2_gguf().name) if spec == 'smollm2' else (spec, settings.get('gguf_file') or None)
+    config = AutoConfig.from_pretrained(path, gguf_file=gguf)
+    for k in ('rope_parameters', 'max_position_embeddings'):
+        if settings.get(k): setattr(config, k, settings[k])
+    return AutoModelForCausalLM.from_pretrained(path, gguf_file=gguf, config=config, dtype=torch.float32)
 
-def _load_model(spec: str) -> tuple:
-    "Model (adapter merged) and tokenizer of a run folder, 'tiny', 'smollm2' or an HF folder (until 09_generate lands)"
+def _base_tokenizer(specs: dict, settings: dict, run: Path) -> str:
+    name = settings.get('base_model') or specs['base']
+    if name in ('tiny', 'smollm2'): return 'smollm2'
+    return name if Path(name).exists() or not (run/'tokenizer').is_dir() else str(run/'tokenizer')
+
+def _with_adapter(model, run: Path, tokenizer):
+    from peft import PeftModel
+    if model.get_input_embeddings().weight.shape[0] != len(tokenizer): model.resize_token_embeddings(len(tokenizer))
+    return PeftModel.from_pretrained(model, run/'adapter').merge_and_unload().eval()
+
+def load_models(specs: dict):
+    "Yield (name, model, tokenizer): the base model, then (if a run is given) the same weights with its adapter merged"
+    import torch
     from smidilab.tokens import load_tokenizer
-    run = Path(spec)
-    base = json.loads((run/'run_config.json').read_text())['base_model'] if (run/'run_config.json').is_file() else spec
-    tok_spec = run/'tokenizer' if (run/'tokenizer').is_dir() else ('smollm2' if base == 'tiny' else base)
-    tok = load_tokenizer(tok_spec)
-    model = _load_base(base, tok)
-    if (run/'adapter').is_dir():
-        from peft import PeftModel
-        if model.get_input_embeddings().weight.shape[0] != len(tok): model.resize_token_embeddings(len(tok))
-        model = PeftModel.from_pretrained(model, run/'adapter').merge_and_unload()
-    return model.eval(), tok
+    run = Path(specs.get('finetuned', ''))
+    settings = json.loads((run/'run_config.json').read_text()) if 'finetuned' in specs else {}
+    tok = load_tokenizer(_base_tokenizer(specs, settings, run))
+    model = _load_base(specs['base'], tok, settings).to('cuda' if torch.cuda.is_available() else 'cpu')
+    yield 'base', model.eval(), tok
+    if 'finetuned' in specs:
+        tok = load_tokenizer(run/'tokenizer') if (run/'tokenizer').is_dir() else tok
+        yield 'finetuned', _with_adapter(model, run, tok), tok
 
-def score_model(spec: str, prompts: Sequence[str], completions: Sequence[str], notes: Sequence[int],
-                max_batch_tokens: int = 2048) -> dict:
-    "Bits per note and per token of the completions under the model `spec` (see `models_to_score`)"
-    model, tok = _load_model(spec)
-    bits, tokens = completion_bits(model, tok, prompts, completions, max_batch_tokens)
-    return likelihood_summary(bits, tokens, notes) | {'model': spec}
+def score_models(specs: dict, prompts: Sequence[str], completions: Sequence[str], notes: Sequence[int],
+                 max_batch_tokens: int = 2048) -> dict:
+    "Name → bits per note and per token of the completions under each model of `models_to_score`"
+    out = {}
+    for name, model, tok in load_models(specs) if specs else []:
+        bits, tokens = completion_bits(model, tok, prompts, completions, max_batch_tokens)
+        out[name] = likelihood_summary(bits, tokens, notes) | {'model': specs[name]}
+    return out
 
 # %% ../nbs/10_evaluate.ipynb #b46f7d57
 def describe_set(pieces: Sequence[NoteTable], corpus: Sequence[np.ndarray], vocab: dict, cfg: EvalConfig,
@@ -630,7 +635,7 @@ def write_report(m: dict, out_dir) -> list[Path]:
     return [write_json(out/'metrics.json', json_safe(m)), atomic_write(out/'report.md', md),
             atomic_write(out/'report.html', markdown_to_html(md))] + pngs
 
-# %% ../nbs/10_evaluate.ipynb #03d1f9ea
+# %% ../nbs/10_evaluate.ipynb #14073728
 def _load_sets(cfg: EvalConfig) -> dict:
     ds, manifest = load_reference(cfg.reference)
     texts, generation = read_generation(cfg.generated_dir)
@@ -653,10 +658,9 @@ def _ngram_samples(model: dict, cfg: EvalConfig, meta: dict) -> list[NoteTable]:
 
 def _likelihoods(cfg: EvalConfig, s: dict, model: dict, n: int) -> dict:
     rows, notes = s['test_rows'], [len(p) for p in s['test'][:n]]
-    out = {'ngram': ngram_bits_per_note(model, [note_symbols(p) for p in s['test'][:n]])}
-    for name, spec in models_to_score(cfg.model, s['generation']).items():
-        out[name] = score_model(spec, rows['prompt'][:n], rows['completion'][:n], notes, cfg.max_batch_tokens)
-    return out
+    specs = models_to_score(cfg.model, s['generation'])
+    return {'ngram': ngram_bits_per_note(model, [note_symbols(p) for p in s['test'][:n]]),
+            **score_models(specs, rows['prompt'][:n], rows['completion'][:n], notes, cfg.max_batch_tokens)}
 
 # %% ../nbs/10_evaluate.ipynb #c52c8020
 def evaluate(cfg: EvalConfig) -> dict:

@@ -9,6 +9,7 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 from smidilab.core import NoteTable
 from smidilab.codec import parse_text
 from smidilab.evaluate import *
+from smidilab.generate import tiny_llama
 
 FIXTURES = Path(__file__).parents[2]/'shared'/'fixtures'
 NBS = Path(__file__).parents[1]/'nbs'
@@ -137,7 +138,7 @@ def tiny():
     from smidilab.tokens import load_tokenizer
     torch.set_num_threads(2)
     tok = load_tokenizer('smollm2')
-    return tiny_llama(tok), tok
+    return tiny_llama(len(tok)), tok
 
 
 def test_bits_per_note_tiny_llama_equals_hand_computation(tiny):
@@ -164,7 +165,9 @@ def test_notebook_runs_under_papermill_with_a_finetuned_run(tmp_path, tiny):
     model, tok = tiny
     gen_dir, data_dir = write_demo_inputs(tmp_path/'in', FIXTURES)
     run, out = tmp_path/'run', tmp_path/'out'
-    get_peft_model(tiny_llama(tok), LoraConfig(r=2, target_modules=['q_proj', 'v_proj'])).save_pretrained(run/'adapter')
+    base = tiny_llama(len(tok), seed=1)
+    base.save_pretrained(run/'base')  # as 08_train keeps a tiny run's random base
+    get_peft_model(base, LoraConfig(r=2, target_modules=['q_proj', 'v_proj'])).save_pretrained(run/'adapter')
     (run/'run_config.json').write_text(json.dumps({'base_model': 'tiny'}))
     pm.execute_notebook(NBS/'10_evaluate.ipynb', tmp_path/'executed.ipynb', cwd=NBS, kernel_name='python3',
                         progress_bar=False, parameters={'generated_dir': str(gen_dir), 'reference': str(data_dir),

@@ -288,7 +288,7 @@ def split_pieces(pieces: list, shares=(0.8, 0.1, 0.1)) -> dict[str, list]:
         out['test'] += group[:n_test]; out['validation'] += group[n_test:n_test + n_val]; out['train'] += group[n_test + n_val:]
     return {s: sorted(v, key=lambda p: p.source) for s, v in out.items()}
 
-# %% ../nbs/07_dataset.ipynb #addf1959
+# %% ../nbs/07_dataset.ipynb #3c863e6a
 _FIELD = re.compile(r'[a-z][^a-z]*|[^a-z]+')
 def _fields(word: str) -> list[str]: return _FIELD.findall(word)
 
@@ -325,6 +325,26 @@ class TokenCounter:
             self.additive = self._exact(sample) == self._by_fields(sample)
         if missing: self.cache.update(self._by_fields(missing) if self.additive else self._exact(missing))
         return np.fromiter(map(cache.__getitem__, words), np.int64, len(words))
+
+    def _field_costs(self, fields: list[str], first: bool) -> np.ndarray:
+        fc = self.field_cache
+        missing = sorted({f for f in fields if (first, f) not in fc})
+        texts = [f'{self.REF} {f}' if first else self.after + f for f in missing]
+        for f, ids in zip(missing, self.encode(texts)): fc[first, f] = len(ids) - (self.base if first else self.base_after)
+        return np.array([fc[first, f] for f in fields], np.int64)
+
+    def paper_counts(self, notes: NoteTable, bends: bool, words: list[str]) -> np.ndarray:
+        "`words(words)` for the paper-dialect words of `notes` (canonical), computed per distinct field value"
+        if self.additive is None: self.words(words[:self.check])
+        if not self.additive: return self.words(words)
+        gaps = np.diff(np.append(notes.onset, notes.end))
+        cols = [('p', notes.pitch), ('v', notes.velocity), ('d', notes.duration), ('t', gaps)] + [('b', notes.bend)] * bends
+        total = np.zeros(len(notes), np.int64)
+        for k, (letter, col) in enumerate(cols):
+            values, inverse = np.unique(col, return_inverse=True)
+            sep = ':' if k < len(cols) - 1 else ''
+            total += self._field_costs([f'{letter}{v}{sep}' for v in values.tolist()], k == 0)[inverse.reshape(-1)]
+        return total
 
     def example(self, prompt: str, completion: str) -> int:
         "Tokens of a whole example as training sees it: special tokens of the tokenizer, plus the EOS TRL appends"
@@ -417,7 +437,7 @@ def _fitting_example(notes, task, i, j, cfg, counter, budget, bends):
         j = _snap(starts, j - max(1, (j - i) // 10), i)
     return None
 
-# %% ../nbs/07_dataset.ipynb #ebc8ffca
+# %% ../nbs/07_dataset.ipynb #eac75056
 MARK = '@@SMIDILAB-NOTES@@'  # placeholder splitting the rendered template
 
 def _template(system: str, counter: TokenCounter) -> tuple[str, str]:
@@ -430,7 +450,8 @@ def piece_examples(notes: NoteTable, augmentation: str, cfg: DatasetConfig, coun
     bends, notes = _uses_bends(notes, cfg.bends), canonical(notes)
     if not cfg.bends: notes = _strip_bends(notes)
     words, starts = notes_to_text(notes, bends=bends, dialect=cfg.dialect).split(' '), _onset_starts(notes)
-    counts, rows, tok = counter.words(words), [], counter.tokenizer
+    counts = counter.paper_counts(notes, bends, words) if cfg.dialect == 'paper' else counter.words(words)
+    rows, tok = [], counter.tokenizer
     for task in cfg.tasks:
         system = build_system_prompt(notes.instrument, task, cfg.ticks_per_second, bends, cfg.dialect, cfg.bend_range)
         (head, tail), budget = _template(system, counter), cfg.max_tokens - _overhead(counter, system, task)

@@ -269,10 +269,20 @@ def _close_by_queue(tick, is_on, close: np.ndarray, idx) -> int:
             deferred = []
     return strays
 
-# %% ../nbs/02_midi.ipynb #b268b6e6
+# %% ../nbs/02_midi.ipynb #51a3eb52
+def _pair_simple(tick, key, is_on) -> tuple | None:
+    "FIFO pairs of events in time order when no key has a stray or dangling note, else None"
+    ons, offs = is_on.nonzero()[0], (~is_on).nonzero()[0]
+    if len(ons) != len(offs): return None
+    a, b = ons[np.argsort(key[ons], kind='stable')], offs[np.argsort(key[offs], kind='stable')]
+    if not ((key[a] == key[b]).all() and (tick[a] <= tick[b]).all()): return None
+    order = np.argsort(a)
+    return a[order], b[order], 0
+
 def pair_notes(tick, key, is_on) -> tuple[np.ndarray, np.ndarray, int]:
-    "FIFO pairs of note events, in note-on order: note-on indices, note-off indices (-1 = dangling), stray note-offs"
+    "FIFO pairs of note events (given in time order): note-on indices, note-off indices (-1 = dangling), stray note-offs"
     tick, key, is_on = np.asarray(tick, np.int64), np.asarray(key, np.int64), np.asarray(is_on, bool)
+    if (simple := _pair_simple(tick, key, is_on)) is not None: return simple
     order = np.lexsort((is_on, tick, key))  # by key, tick, note-offs first; stable = file order
     k, t, on = key[order], tick[order], is_on[order]
     c_on, c_off, starts, size = _group_counts(k, on)

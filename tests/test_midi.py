@@ -5,6 +5,7 @@ from collections import defaultdict, deque
 from fractions import Fraction
 from pathlib import Path
 import mido
+import music21
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
@@ -211,12 +212,7 @@ def test_numpy_runs_decode_like_mido(data):
 
 # ---------------------------------------------------------------- real files
 
-@pytest.fixture(scope='module')
-def chorale_dir(tmp_path_factory):
-    import music21
-    d = tmp_path_factory.mktemp('chorales')
-    for p in music21.corpus.getComposer('bach')[:20]: music21.corpus.parse(p).write('midi', fp=d / f'{Path(p).stem}.mid')
-    return d
+CHORALES = music21.corpus.getComposer('bach')[:20]
 
 
 def encode_decode_encode(path: Path):
@@ -242,9 +238,11 @@ def test_fixture_survives_encode_decode_encode(path):
     check_file(need(path))
 
 
-@pytest.mark.parametrize('i', range(20), ids=lambda i: f'chorale{i}')
-def test_chorale_survives_encode_decode_encode(chorale_dir, i):
-    check_file(sorted(chorale_dir.glob('*.mid'))[i])
+@pytest.mark.parametrize('chorale', CHORALES, ids=lambda p: Path(p).name)
+def test_chorale_survives_encode_decode_encode(tmp_path, chorale):
+    path = tmp_path / f'{Path(chorale).stem}.mid'
+    music21.corpus.parse(chorale).write('midi', fp=path)
+    check_file(path)
 
 
 def test_fixture_bends_are_read():

@@ -133,7 +133,7 @@ def is_note_end(g: NoteGrammar, state: tuple) -> bool:
     if state[0] not in FIELDS or state[1] < 0: return False
     return state[1] >= g.range_of(state[0])[0] and g.may_end_after(state[0], state[2])
 
-# %% ../nbs/09_generate.ipynb #9351b536
+# %% ../nbs/09_generate.ipynb #bbff09db
 def run_grammar(g: NoteGrammar, text: str, state: tuple = START) -> tuple[tuple | None, int]:
     "The state after `text` (None if rejected) and the length of its longest prefix that ends a note"
     good = 0
@@ -145,8 +145,8 @@ def run_grammar(g: NoteGrammar, text: str, state: tuple = START) -> tuple[tuple 
 
 def accepts(g: NoteGrammar, text: str) -> bool:
     "Is `text` a complete, valid note sequence of `g`?"
-    state, good = run_grammar(g, text)
-    return state is not None and good == len(text)
+    state, _ = run_grammar(g, text)
+    return state is not None and is_note_end(g, state)
 
 # %% ../nbs/09_generate.ipynb #97909133
 ALPHABET = frozenset('pvdtb:' + DIGITS + ' ')

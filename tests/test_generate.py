@@ -3,10 +3,13 @@ import json, os, wave
 from dataclasses import replace
 from pathlib import Path
 os.environ['HF_HUB_OFFLINE'] = '1'
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 torch.set_num_threads(1)  # the shared cores are oversubscribed: one thread is several times faster
-from smidilab.codec import text_to_notes
+from smidilab.codec import text_to_notes, notes_to_text
+from smidilab.core import NoteTable
 from smidilab.generate import (GenerateConfig, NoteGrammar, INSTRUMENT_PITCHES, accepts, generate, grammar_for,
                                load_generator, run_grammar, sample, tiny_llama, _load_tokenizer)
 
@@ -108,6 +111,43 @@ def test_prompts_from_a_dataset_split(gen, tmp_path):
     assert [s['instrument'] for s in result['samples']] == ['piano', 'bass']
     assert tuple(result['samples'][1]['grammar']['pitch']) == INSTRUMENT_PITCHES['bass']
     assert (tmp_path/'gen'/'sample_1.gp5').exists() and not (tmp_path/'gen'/'sample_0.gp5').exists()
+
+ALPHABET = 'pvdtb:0123456789 '
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(ALPHABET, max_size=40), st.sampled_from(['paper', 'compact']))
+def test_grammar_accepts_only_what_the_strict_parser_reads(text, dialect):
+    "Whatever the automaton accepts, the codec's strict parser reads (with the same ranges)"
+    if accepts(NoteGrammar(dialect), text):
+        notes = text_to_notes(text, dialect=dialect)
+        assert len(notes) == text.count('p') and notes.duration.max() <= 3840
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 127), st.integers(1, 127), st.integers(0, 3840), st.integers(0, 3840),
+                          st.integers(0, 45)), min_size=1, max_size=8), st.sampled_from(['paper', 'compact']))
+def test_grammar_accepts_every_written_text(rows, dialect):
+    "Every note table the codec writes (within the bounds) is accepted: the constraint never forbids valid music"
+    p, v, d, t, b = map(list, zip(*rows))
+    notes = NoteTable(pitch=p, velocity=v, onset=np.cumsum([0] + t[:-1]), duration=d, bend=b, end=sum(t) + max(d))
+    text = notes_to_text(notes, bends=True, dialect=dialect)
+    if max(np.diff(np.append(notes.onset, notes.end))) <= 3840: assert accepts(NoteGrammar(dialect), text), text
+
+def test_same_tokens_as_xgrammar(gen):
+    "xgrammar with the equivalent EBNF grammar masks exactly the same tokens: same seeds give the same samples"
+    xgr = pytest.importorskip('xgrammar')
+    import importlib.util, sys
+    spec = importlib.util.spec_from_file_location('bench_generate', Path(__file__).parents[1]/'benchmarks'/'generate.py')
+    bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
+    info = xgr.TokenizerInfo.from_huggingface(gen.tokenizer, vocab_size=gen.model.config.vocab_size)
+    compiled = xgr.GrammarCompiler(info).compile_grammar(bench.XGRAMMAR_EBNF)
+    enc = gen.tokenizer(['p60:v80:d96:t96'] * 4, return_tensors='pt')
+    def run(proc):
+        torch.manual_seed(0)
+        out = gen.model.generate(**enc, do_sample=True, top_p=0.95, top_k=0, max_new_tokens=40, logits_processor=[proc],
+                                 pad_token_id=gen.tokenizer.pad_token_id)
+        return gen.tokenizer.batch_decode(out[:, enc['input_ids'].shape[1]:], skip_special_tokens=True)
+    from smidilab.generate import NoteConstraint
+    assert run(NoteConstraint(gen.tokenizer, bench.GRAMMAR)) == run(xgr.contrib.hf.LogitsProcessor(compiled))
 
 def test_notebook_runs_under_papermill(tmp_path):
     import papermill as pm

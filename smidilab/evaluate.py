@@ -273,12 +273,17 @@ def symbol_ids(pieces: Sequence[Sequence], vocab: dict) -> list[np.ndarray]:
     "Each piece's symbols as integer ids (new symbols are added to `vocab`)"
     return [np.array([vocab.setdefault(s, len(vocab)) for s in p], dtype=np.int64) for p in pieces]
 
-# %% ../nbs/10_evaluate.ipynb #e15ba416
-def _longest_run(sample: np.ndarray, has_windows) -> int:
+# %% ../nbs/10_evaluate.ipynb #f4fb2e01
+def _any_in(values: np.ndarray, sorted_values: np.ndarray) -> bool:
+    if not len(values) or not len(sorted_values): return False
+    idx = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return bool((sorted_values[idx] == values).any())
+
+def _longest_run(sample: np.ndarray, corpus_windows) -> int:
     lo, hi = 0, len(sample)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if np.isin(window_hashes(sample, mid), has_windows(mid)).any(): lo = mid
+        if _any_in(window_hashes(sample, mid), corpus_windows(mid)): lo = mid
         else: hi = mid - 1
     return lo
 
@@ -287,10 +292,10 @@ def longest_common_runs(samples: Sequence[np.ndarray], corpus: Sequence[np.ndarr
     top = max([int(c.max()) + 1 for c in list(corpus) + list(samples) if len(c)] + [0])
     joined = np.concatenate([np.append(c, top + i) for i, c in enumerate(corpus)] + [np.zeros(0, np.int64)])
     cache = {}
-    def has_windows(length):
-        if length not in cache: cache[length] = np.unique(window_hashes(joined, length))
+    def corpus_windows(length):  # sorted hashes of the corpus windows of one length
+        if length not in cache: cache[length] = np.sort(window_hashes(joined, length))
         return cache[length]
-    return [_longest_run(np.asarray(s, dtype=np.int64), has_windows) for s in samples]
+    return [_longest_run(np.asarray(s, dtype=np.int64), corpus_windows) for s in samples]
 
 # %% ../nbs/10_evaluate.ipynb #6a533f22
 START, END = ('<s>',), ('</s>',)
@@ -349,20 +354,28 @@ def ngram_bits_per_note(model: dict, pieces: Sequence[Sequence[tuple]]) -> dict:
     bits, notes = sum(ngram_bits(model, p) for p in pieces), sum(len(p) for p in pieces)
     return {'bits_per_note': bits / notes if notes else math.nan, 'bits': bits, 'notes': notes, 'examples': len(pieces)}
 
-# %% ../nbs/10_evaluate.ipynb #54789f81
+# %% ../nbs/10_evaluate.ipynb #e68bc989
 def _sample_spelling(spelling: list[np.ndarray], rng: np.random.Generator) -> tuple:
     p, v, db, tb, b = (int(rng.choice(len(f), p=f)) for f in spelling)
     d, t = (2 ** k - 1 + int(rng.integers(2 ** k)) for k in (db, tb))
     return p, v + 1, d, t, b
 
+def _followers(model: dict, k: int, h: tuple) -> tuple[list, np.ndarray]:
+    cache = model.setdefault('_followers', {})  # per context: symbols and cumulative counts, built on first use
+    if (k, h) not in cache:
+        c = model['counts'][k][h][0]
+        cache[k, h] = (list(c), np.cumsum(list(c.values())))
+    return cache[k, h]
+
 def _sample_symbol(model: dict, context: list, rng: np.random.Generator):
     for k in range(model['order'] - 1, -1, -1):
-        entry = model['counts'][k].get(tuple(context[len(context) - k:]) if k else ())
+        h = tuple(context[len(context) - k:]) if k else ()
+        entry = model['counts'][k].get(h)
         if entry is None: continue
-        c, n, types = entry
+        _, n, types = entry
         if rng.random() < n / (n + types):
-            syms = list(c)
-            return syms[rng.choice(len(syms), p=np.array([c[s] for s in syms]) / n)]
+            syms, cum = _followers(model, k, h)
+            return syms[int(np.searchsorted(cum, rng.integers(n), side='right'))]
     return _sample_spelling(model['spelling'], rng)
 
 def sample_ngram(model: dict, rng: np.random.Generator, max_notes: int = 128) -> list[tuple]:
@@ -421,24 +434,25 @@ def likelihood_summary(bits: np.ndarray, tokens: np.ndarray, notes: Sequence[int
     return {'bits_per_note': float(bits.sum() / n) if n else math.nan, 'bits_per_token': float(bits.sum() / tokens.sum()),
             'bits': float(bits.sum()), 'notes': n, 'tokens': int(tokens.sum()), 'examples': len(bits)}
 
-# %% ../nbs/10_evaluate.ipynb #f82a145e
+# %% ../nbs/10_evaluate.ipynb #43c42480
 def load_reference(path) -> tuple:
     "The splits (a `DatasetDict`) and the manifest (dict) of a dataset folder data/NAME"
     from datasets import load_from_disk
     return load_from_disk(str(path)), json.loads((Path(path)/'manifest.json').read_text())
 
-def read_generation(folder) -> tuple[list[str], dict]:
-    "Texts of a generation folder's sample_K.txt, in K order, and its generation.json ({} if absent)"
+def read_generation(folder) -> tuple[dict, dict]:
+    "K → text of a generation folder's sample_K.txt (in K order), and its generation.json ({} if absent)"
     folder = Path(folder)
-    files = sorted(folder.glob('sample_*.txt'), key=lambda p: int(re.sub(r'\D', '', p.stem) or 0))
+    files = {int(m[1]): f for f in folder.glob('sample_*.txt') if (m := re.fullmatch(r'sample_(\d+)', f.stem))}
     if not files: raise FileNotFoundError(f"{folder}: no sample_K.txt files (is it a generation folder?)")
     info = folder/'generation.json'
-    return [f.read_text() for f in files], json.loads(info.read_text()) if info.is_file() else {}
+    return {k: files[k].read_text() for k in sorted(files)}, json.loads(info.read_text()) if info.is_file() else {}
 
 def parse_options(settings: dict) -> dict:
     "Lenient-parse options (dialect, ticks_per_second, bend_range) from a manifest or run settings"
+    bend_range = settings.get('bend_range') or (settings.get('settings') or {}).get('bend_range') or 4.0
     return {'dialect': settings.get('dialect') or 'paper', 'ticks_per_second': settings.get('ticks_per_second') or 192,
-            'bend_range': settings.get('bend_range') or 4.0}
+            'bend_range': bend_range}
 
 def parse_pieces(texts: Sequence[str], instruments: Sequence[str], options: dict) -> tuple[list[NoteTable], list[float]]:
     "The notes of each text (lenient parse) and each one's share of valid notes"
@@ -635,7 +649,7 @@ def write_report(m: dict, out_dir) -> list[Path]:
     return [write_json(out/'metrics.json', json_safe(m)), atomic_write(out/'report.md', md),
             atomic_write(out/'report.html', markdown_to_html(md))] + pngs
 
-# %% ../nbs/10_evaluate.ipynb #14073728
+# %% ../nbs/10_evaluate.ipynb #57f40589
 def _load_sets(cfg: EvalConfig) -> dict:
     ds, manifest = load_reference(cfg.reference)
     texts, generation = read_generation(cfg.generated_dir)
@@ -645,7 +659,8 @@ def _load_sets(cfg: EvalConfig) -> dict:
     test_rows = ds['test'].to_dict()
     test = parse_pieces(test_rows['completion'], test_rows['instrument'], ref_opts)[0]
     instrument = (generation.get('settings') or {}).get('instrument') or Counter(test_rows['instrument']).most_common(1)[0][0]
-    generated, valid = parse_pieces(texts, [instrument] * len(texts), gen_opts)
+    per_sample = {g.get('sample'): g.get('instrument') for g in generation.get('samples') or []}
+    generated, valid = parse_pieces(list(texts.values()), [per_sample.get(k) or instrument for k in texts], gen_opts)
     return {'train': train, 'test': test, 'test_rows': test_rows, 'generated': generated, 'valid': valid,
             'generation': generation, 'meta': {'ticks_per_second': ref_opts['ticks_per_second'],
                                                'bend_range': ref_opts['bend_range'], 'instrument': instrument}}

@@ -129,7 +129,7 @@ def _run(arr: np.ndarray, low: np.ndarray, p: int, tick: int, status: int, windo
     block = np.stack([ticks, st, arr[d1p], arr[d1p + 1]], axis=1).astype(np.int64)
     return block, int(d1p[-1]) + 2, int(ticks[-1]), int(st[-1]), n < len(ok)
 
-# %% ../nbs/02_midi.ipynb #74fb2036
+# %% ../nbs/02_midi.ipynb #6f4ad34b
 RUN_MIN_BYTES = 2048  # tracks at least this long are decoded in numpy runs
 
 def _scan_runs(data: bytes, pos: int, end: int) -> tuple:
@@ -138,10 +138,12 @@ def _scan_runs(data: bytes, pos: int, end: int) -> tuple:
     low, blocks, tempos, p, tick, status, window = (arr < 0x80).nonzero()[0], [], [], 0, 0, 0, 256
     while p < len(arr):
         block, p, tick, status, early = _run(arr, low, p, tick, status, window)
-        if block is not None: blocks.append(block); window = min(2 * window, 1 << 16)
+        if block is not None: blocks.append(block)
+        window = 256 if block is None or early else min(2 * window, 1 << 16)  # grow only while runs fill it
         if block is not None and not early: continue
+        budget = 1 if block is not None and len(block) >= 64 else 256  # after short runs the loop is cheaper for a while
         ev = []  # the message that ended the run, or a stretch too irregular for runs
-        p, tick, status = _scan_loop(data, pos + p, min(end, pos + p + (1 if early else 64)), tick, status, ev, tempos)
+        p, tick, status = _scan_loop(data, pos + p, min(end, pos + p + budget), tick, status, ev, tempos)
         blocks.append(np.array(ev, np.int64).reshape(-1, 4)); p -= pos
     if p != len(arr): raise _Irregular
     return np.concatenate(blocks) if blocks else np.zeros((0, 4), np.int64), tempos, tick

@@ -76,7 +76,7 @@ def _skip_meta(data: bytes, pos: int, tempos: list, tick: int) -> int:
     if mtype == 0x51: tempos.append((tick, int.from_bytes(data[pos:pos + 3], 'big')))
     return pos + ln
 
-# %% ../nbs/02_midi.ipynb #9e1b9717
+# %% ../nbs/02_midi.ipynb #c36329f5
 def _scan_loop(data: bytes, pos: int, stop: int, tick: int, status: int, ev: list, tempos: list) -> tuple:
     "Scan whole messages one by one from `pos` until `stop` into `ev`/`tempos`; returns (pos, tick, running status)"
     two = not 0xC0 <= status < 0xE0
@@ -93,9 +93,12 @@ def _scan_loop(data: bytes, pos: int, stop: int, tick: int, status: int, ev: lis
         if b >= 0x80:
             pos += 1
             if b >= 0xF0:
-                if b == 0xFF: pos = _skip_meta(data, pos, tempos, tick); continue
-                if b in (0xF0, 0xF7): pos, status = sum(_vlq(data, pos)), 0; continue  # sysex: skip, no running status
-                raise _Irregular
+                if b != 0xFF:
+                    if b in (0xF0, 0xF7): pos, status = sum(_vlq(data, pos)), 0; continue  # sysex: skip, no running status
+                    raise _Irregular
+                if data[pos] != 0x51 and data[pos + 1] < 0x80: pos += 2 + data[pos + 1]  # short meta (lyrics, names)
+                else: pos = _skip_meta(data, pos, tempos, tick)
+                continue
             status, two = b, not 0xC0 <= b < 0xE0
         elif not status: raise _Irregular
         if two: ev += (tick, status, data[pos], data[pos + 1]); pos += 2

@@ -170,6 +170,7 @@ NOTE_MESSAGES = st.one_of(
 OTHER_MESSAGES = st.one_of(
     st.builds(lambda t: mido.MetaMessage('set_tempo', tempo=t), st.sampled_from([250000, 500000, 1_000_001])),
     st.just(mido.Message('sysex', data=[0x7E, 0x7F, 0x09, 0x01])),
+    st.builds(lambda n: mido.MetaMessage('lyrics', text='la' * n), st.sampled_from([0, 3, 100])),
     st.builds(lambda c, p: mido.Message('program_change', channel=c, program=p), MESSAGE_CHANNELS, st.sampled_from([0, 29])))
 DELTAS = st.sampled_from([0, 0, 1, 7, 200, 20000, 3_000_000])
 

@@ -512,7 +512,7 @@ def _rows_by_split(splits: dict, cfg: DatasetConfig, counter: TokenCounter) -> d
     return {s: [r for p in pieces for v, aug in _variants(p, s, cfg) for r in piece_examples(v, aug, cfg, counter)]
             for s, pieces in splits.items()}
 
-# %% ../nbs/07_dataset.ipynb #f691b620
+# %% ../nbs/07_dataset.ipynb #6993c088
 def _save(rows: dict, out: Path, progress: bool = True):
     import datasets
     from datasets import Dataset, DatasetDict, Features, Value
@@ -520,7 +520,8 @@ def _save(rows: dict, out: Path, progress: bool = True):
     features = Features({k: Value(v) for k, v in FEATURES.items()})
     dd = DatasetDict({s: Dataset.from_dict({k: [r[k] for r in rs] for k in FEATURES}, features=features)
                       for s, rs in rows.items()})
-    dd.save_to_disk(str(out))
+    size = {s: sum(len(r['prompt']) + len(r['completion']) for r in rs) for s, rs in rows.items()}
+    dd.save_to_disk(str(out), num_shards={s: 1 + size[s] // 500_000_000 for s in rows})  # >= 1: empty splits load back
     return dd
 
 def _counts(splits: dict, rows: dict) -> dict:

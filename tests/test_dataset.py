@@ -102,10 +102,9 @@ def test_prompt_tokens_are_a_prefix_of_the_example():
         assert whole[:len(tok(prompt)['input_ids'])] == tok(prompt)['input_ids']
         assert tok.bos_token is None or not prompt.startswith(tok.bos_token) or tok.bos_token == '<|im_start|>'
 
-def test_same_seed_same_data_other_seed_other_train(built, inputs, tmp_path):
+def test_other_seed_other_train_same_test(built, inputs, tmp_path):
+    "(the same seed giving the same data is shown by the resume test, which rebuilds into a new folder)"
     cfg, _, data = built
-    build_dataset(replace(cfg, out_dir=str(tmp_path/'again')), progress=False)
-    assert rows(tmp_path/'again') == data
     build_dataset(replace(cfg, out_dir=str(tmp_path/'seed1'), seed=1), progress=False)
     other = rows(tmp_path/'seed1')
     assert other['train'] != data['train'] and other['test'] == data['test'] and other['validation'] == data['validation']
@@ -144,13 +143,15 @@ def test_interrupted_build_resumes_to_the_same_result(built, inputs, tmp_path, m
 def test_job_notebook_runs_under_papermill(tmp_path):
     import papermill
     out = tmp_path/'ds'
-    params = dict(out_dir=str(out), augment=1, max_tokens=512, embedded_pieces=PIECES[:3], embedded_riffs=3,
+    params = dict(out_dir=str(out), augment=1, max_tokens=512, embedded_pieces=PIECES[:2], embedded_riffs=2,
                   tasks=['continuation', 'accompaniment'], workers=2)
     papermill.execute_notebook(str(REPO/'nbs'/'07_dataset.ipynb'), str(tmp_path/'executed.ipynb'), parameters=params,
                                kernel_name='python3', cwd=str(REPO/'nbs'), progress_bar=False)
     m = json.loads((out/'manifest.json').read_text())
-    assert m['settings']['embedded_pieces'] == PIECES[:3] and m['inputs'] == 6 and m['failed'] == [] and m['commit']
-    assert {r['task'] for r in rows(out)['train']} == {'continuation', 'accompaniment'}
+    assert m['settings']['embedded_pieces'] == PIECES[:2] and m['inputs'] == 4 and m['failed'] == [] and m['commit']
+    data = rows(out)
+    assert {r['task'] for r in data['train']} == {'continuation', 'accompaniment'}
+    assert data['validation'] == [] and data['test']  # two pieces per instrument: an empty split, saved loadable
 
 def test_compact_dialect_fits_and_parses(inputs, tmp_path):
     cfg = config(inputs, tmp_path/'ds', dialect='compact', augment=0, max_tokens=600)

@@ -479,7 +479,7 @@ def write_demo_inputs(folder, fixtures) -> tuple[Path, Path]:
                                                              'ticks_per_second': 768, 'instrument': 'piano'}})
     return folder/'gen', folder/'data'
 
-# %% ../nbs/10_evaluate.ipynb #681be6e1
+# %% ../nbs/10_evaluate.ipynb #78df3fdf
 def _is_run(spec) -> bool: return bool(spec) and (Path(spec)/'run_config.json').is_file()
 
 def models_to_score(model: str, generation: dict) -> dict:
@@ -490,12 +490,10 @@ def models_to_score(model: str, generation: dict) -> dict:
     base = json.loads((Path(spec)/'run_config.json').read_text())['base_model']
     return {'finetuned': str(spec), 'base': str(Path(spec)/'base') if base == 'tiny' else base}  # train saves tiny's weights
 
-def _load_base(spec: str, tokenizer, settings: dict):
+def _load_base(spec: str, settings: dict):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
-    from smidilab.generate import tiny_llama
     from smidilab.tokens import smollm2_gguf
-    if spec == 'tiny': return tiny_llama(len(tokenizer))
     path, gguf = (smollm2_gguf().parent, smollm2_gguf().name) if spec == 'smollm2' else (spec, settings.get('gguf_file') or None)
     config = AutoConfig.from_pretrained(path, gguf_file=gguf)
     for k in ('rope_parameters', 'max_position_embeddings'):
@@ -516,14 +514,18 @@ def load_models(specs: dict):
     "Yield (name, model, tokenizer): the base model, then (if a run is given) the same weights with its adapter merged"
     import torch
     from smidilab.tokens import load_tokenizer
-    run = Path(specs.get('finetuned', ''))
-    settings = json.loads((run/'run_config.json').read_text()) if 'finetuned' in specs else {}
+    from smidilab.generate import load_generator
+    if 'finetuned' not in specs:
+        gen = load_generator(specs['base'])
+        yield 'base', gen.model, gen.tokenizer
+        return
+    run = Path(specs['finetuned'])
+    settings = json.loads((run/'run_config.json').read_text())
     tok = load_tokenizer(_base_tokenizer(specs, settings, run))
-    model = _load_base(specs['base'], tok, settings).to('cuda' if torch.cuda.is_available() else 'cpu')
+    model = _load_base(specs['base'], settings).to('cuda' if torch.cuda.is_available() else 'cpu')
     yield 'base', model.eval(), tok
-    if 'finetuned' in specs:
-        tok = load_tokenizer(run/'tokenizer') if (run/'tokenizer').is_dir() else tok
-        yield 'finetuned', _with_adapter(model, run, tok), tok
+    tok = load_tokenizer(run/'tokenizer') if (run/'tokenizer').is_dir() else tok
+    yield 'finetuned', _with_adapter(model, run, tok), tok
 
 def score_models(specs: dict, prompts: Sequence[str], completions: Sequence[str], notes: Sequence[int],
                  max_batch_tokens: int = 2048) -> dict:

@@ -9,7 +9,7 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 from smidilab.core import NoteTable
 from smidilab.codec import parse_text
 from smidilab.evaluate import *
-from smidilab.generate import tiny_llama
+from smidilab.generate import load_generator
 
 FIXTURES = Path(__file__).parents[2]/'shared'/'fixtures'
 NBS = Path(__file__).parents[1]/'nbs'
@@ -135,10 +135,9 @@ def test_ngram_distribution_sums_to_one(seed_pieces):
 @pytest.fixture(scope='module')
 def tiny():
     import torch
-    from smidilab.tokens import load_tokenizer
     torch.set_num_threads(2)
-    tok = load_tokenizer('smollm2')
-    return tiny_llama(len(tok)), tok
+    gen = load_generator('tiny')
+    return gen.model, gen.tokenizer
 
 
 def test_bits_per_note_tiny_llama_equals_hand_computation(tiny):
@@ -160,12 +159,13 @@ def test_bits_per_note_tiny_llama_equals_hand_computation(tiny):
 
 def test_notebook_runs_under_papermill_with_a_finetuned_run(tmp_path, tiny):
     "The job notebook on tiny inputs; a run whose LoRA adapter is freshly initialised (B = 0) scores like its base"
-    import papermill as pm
+    import copy, papermill as pm, torch
     from peft import LoraConfig, get_peft_model
     model, tok = tiny
     gen_dir, data_dir = write_demo_inputs(tmp_path/'in', FIXTURES)
     run, out = tmp_path/'run', tmp_path/'out'
-    base = tiny_llama(len(tok), seed=1)
+    base = copy.deepcopy(model)
+    with torch.no_grad(): base.model.norm.weight.mul_(3.0)  # not the seed-0 tiny model: the run's own base must be used
     base.save_pretrained(run/'base')  # as 08_train keeps a tiny run's random base
     get_peft_model(base, LoraConfig(r=2, target_modules=['q_proj', 'v_proj'])).save_pretrained(run/'adapter')
     (run/'run_config.json').write_text(json.dumps({'base_model': 'tiny'}))

@@ -20,7 +20,7 @@ __all__ = ['TASKS', 'DEFAULT_PIECES', 'PERSONAS', 'TASK_SENTENCES', 'CACHE_VERSI
            'FEATURES', 'DatasetConfig', 'tick_ms', 'describe_notation', 'build_system_prompt', 'build_prompt',
            'build_completion', 'corpus_to_midi', 'guitar_riff', 'riff_to_gp5', 'write_embedded', 'encode_file',
            'source_name', 'list_inputs', 'encode_inputs', 'split_pieces', 'TokenCounter', 'plan_windows', 'task_cuts',
-           'task_fragments', 'piece_examples', 'check_token_budget', 'build_dataset']
+           'task_fragments', 'piece_examples', 'check_token_budget', 'build_dataset', 'system_prompt_for']
 
 # %% ../nbs/07_dataset.ipynb #632d5e93
 TASKS = ('continuation', 'infilling', 'accompaniment')
@@ -512,7 +512,7 @@ def _rows_by_split(splits: dict, cfg: DatasetConfig, counter: TokenCounter) -> d
     return {s: [r for p in pieces for v, aug in _variants(p, s, cfg) for r in piece_examples(v, aug, cfg, counter)]
             for s, pieces in splits.items()}
 
-# %% ../nbs/07_dataset.ipynb #6993c088
+# %% ../nbs/07_dataset.ipynb #896bdf58
 def _save(rows: dict, out: Path, progress: bool = True):
     import datasets
     from datasets import Dataset, DatasetDict, Features, Value
@@ -546,8 +546,17 @@ def build_dataset(cfg: DatasetConfig, progress: bool = True) -> dict:
     largest = max(check_token_budget(rs, counter, cfg.max_tokens) for rs in rows.values())
     _save(rows, out, progress)
     manifest = {'tokenizer': cfg.tokenizer, 'dialect': cfg.dialect, 'ticks_per_second': cfg.ticks_per_second,
-                'bends': cfg.bends, 'max_tokens': cfg.max_tokens, 'inputs': len(inputs), 'counts': _counts(splits, rows),
+                'bends': cfg.bends, 'bend_range': cfg.bend_range, 'max_tokens': cfg.max_tokens, 'inputs': len(inputs),
+                'instruments': sorted({p.instrument for p in pieces}), 'counts': _counts(splits, rows),
                 'largest_checked_example': largest, 'failed': failed, 'settings': asdict(cfg), 'commit': _git_commit()}
     cfg.save(out/'dataset_config.json')
     write_json(out/'manifest.json', manifest)
     return manifest
+
+# %% ../nbs/07_dataset.ipynb #25db0abb
+def system_prompt_for(manifest: dict,           # a dataset's manifest.json
+                      instrument: str = 'piano', task: str = 'continuation') -> str:
+    "The system prompt the dataset of `manifest` uses for `instrument` and `task`"
+    bends = bool(manifest['bends']) and instrument in ('guitar', 'bass')
+    return build_system_prompt(instrument, task, manifest['ticks_per_second'], bends, manifest['dialect'],
+                               manifest.get('bend_range', 4.0))

@@ -9,7 +9,8 @@ import smidilab.guitarpro
 from smidilab.codec import text_to_notes
 from smidilab.core import NoteTable
 from smidilab.dataset import (DatasetConfig, SPLITS, FEATURES, TokenCounter, build_dataset, build_prompt, build_completion,
-                              build_system_prompt, corpus_to_midi, guitar_riff, piece_examples, riff_to_gp5, tick_ms)
+                              build_system_prompt, corpus_to_midi, guitar_riff, piece_examples, riff_to_gp5, system_prompt_for,
+                              tick_ms)
 from smidilab.tokens import load_tokenizer
 
 REPO = Path(__file__).parents[1]
@@ -60,6 +61,9 @@ def test_columns_manifest_and_splits(built):
     assert (m['tokenizer'], m['dialect'], m['ticks_per_second'], m['failed']) == ('smollm2', 'paper', 192, [])
     assert m['counts']['train']['examples'] == len(data['train']) and m['settings']['seed'] == 0 and m['commit']
     assert DatasetConfig.load(Path(cfg.out_dir)/'dataset_config.json') == cfg
+    assert m['instruments'] == ['guitar', 'piano']
+    for r in data['train'] + data['test']:  # generation rebuilds the exact system prompt from the manifest
+        assert system_prompt_for(m, r['instrument'], r['task']) in r['prompt']
 
 def test_completion_counts_and_prompt_text(built):
     _, _, data = built

@@ -111,7 +111,7 @@ def build_system_prompt(instrument: str = 'piano',    # 'piano', 'guitar', 'bass
     persona = PERSONAS.get(instrument, PERSONAS['other'])
     return f'{persona} {describe_notation(ticks_per_second, bends, dialect, bend_range)} {TASK_SENTENCES[task]}'
 
-# %% ../nbs/07_dataset.ipynb #8ab799a0
+# %% ../nbs/07_dataset.ipynb #c1380746
 def _adds_bos(tokenizer) -> bool:
     ids = tokenizer('a')['input_ids']
     return tokenizer.bos_token_id is not None and len(ids) > 0 and ids[0] == tokenizer.bos_token_id
@@ -126,7 +126,10 @@ def build_prompt(system: str,      # the system prompt
     if tokenizer is None or not _has_chat_template(tokenizer):
         return f'[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{notes_text} [/INST]'
     messages = [{'role': 'system', 'content': system}, {'role': 'user', 'content': notes_text}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    try: text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception:  # templates without a system role (Mistral, Gemma) raise: the system text leads the user turn
+        messages = [{'role': 'user', 'content': f'{system}\n\n{notes_text}'}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     bos = tokenizer.bos_token
     return text[len(bos):] if bos and _adds_bos(tokenizer) and text.startswith(bos) else text
 

@@ -184,3 +184,11 @@ def test_bends_off_strips_bend_fields():
     off = piece_examples(riff, 'none', DatasetConfig(min_notes=8, bends=False), counter)
     assert on and off and all(':b' in r['completion'] and 'pitch bend' in r['prompt'] for r in on)
     assert all(':b' not in r['completion'] + r['prompt'].split('user')[-1] and 'pitch bend' not in r['prompt'] for r in off)
+
+def test_template_without_system_role_gets_the_system_text_in_the_user_turn():
+    class NoSystem:  # the behaviour of Mistral's and Gemma's templates
+        chat_template, bos_token, bos_token_id = 'x', None, None
+        def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+            if any(m['role'] == 'system' for m in messages): raise ValueError('System role not supported')
+            return ''.join(f"<user>{m['content']}</user>" for m in messages) + '<bot>'
+    assert build_prompt('SYS', 'p60:v80:d96:t96', NoSystem()) == '<user>SYS\n\np60:v80:d96:t96</user><bot>'

@@ -1,5 +1,5 @@
 "Dataset build: splits, token budgets with the real tokenizers, bad inputs, resuming, reproducibility, the job notebook"
-import json, os, shutil
+import json, multiprocessing, os, shutil, signal, time
 from dataclasses import replace
 from pathlib import Path
 import pytest
@@ -143,6 +143,28 @@ def test_interrupted_build_resumes_to_the_same_result(built, inputs, tmp_path, m
     m = build_dataset(replace(cfg, out_dir=str(out)), progress=False)
     assert len(calls) == len(PIECES) + 3  # 3 before the crash, the rest after: nothing read twice
     assert rows(out) == data and m['counts'] == built[1]['counts']
+
+def _slow_build(cfg):
+    real = smidilab.guitarpro.read_music
+    def slow(path, **kw):
+        time.sleep(0.3); return real(path, **kw)
+    smidilab.guitarpro.read_music = slow
+    build_dataset(cfg, progress=False)
+
+def test_killed_build_resumes_to_the_same_result(built, tmp_path):
+    "SIGKILL half-way (no handler runs), then rerun: the cache holds only whole files, the result is the same"
+    cfg, manifest, data = built
+    out = tmp_path/'killed'
+    child = multiprocessing.get_context('fork').Process(target=_slow_build, args=(replace(cfg, out_dir=str(out)),))
+    child.start()
+    deadline = time.time() + 30
+    while len(list((out/'.cache'/'encoded').glob('*.json'))) < 3 and time.time() < deadline: time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL); child.join()
+    cached = list((out/'.cache'/'encoded').glob('*.json'))
+    assert 3 <= len(cached) < len(PIECES) + 3 and not (out/'manifest.json').exists()
+    assert all(json.loads(p.read_text())['pitch'] for p in cached)  # whole files only
+    m = build_dataset(replace(cfg, out_dir=str(out)), progress=False)
+    assert rows(out) == data and m['counts'] == manifest['counts']
 
 def test_job_notebook_runs_under_papermill(tmp_path):
     import papermill

@@ -14,17 +14,17 @@ from .core import NoteTable, canonical, atomic_write, write_json, NO_BEND, MAX_B
 from .codec import parse_text, notes_to_text, bend_to_semitones
 
 # %% auto #0
-__all__ = ['SCALES', 'LOG2_BINS', 'FEATURE_BINS', 'START', 'END', 'SPELLING_K', 'EvalConfig', 'load_eval_config', 'note_symbols',
-           'symbols_to_notes', 'sounding_segments', 'pitch_range', 'n_pitches_used', 'n_pitch_classes_used',
-           'polyphony', 'polyphony_rate', 'pitch_in_scale_rate', 'scale_consistency', 'pitch_entropy',
-           'pitch_class_entropy', 'beat_ticks', 'empty_beat_rate', 'groove_consistency', 'bend_statistics',
-           'piece_statistics', 'note_features', 'histogram', 'overlap_distance', 'kl_divergence', 'mgeval_distance',
-           'set_histograms', 'compare_sets', 'valid_share', 'repetition_rate', 'window_hashes', 'symbol_ids',
-           'longest_common_runs', 'fit_ngram', 'ngram_prob', 'ngram_bits', 'ngram_bits_per_note', 'sample_ngram',
-           'completion_tokens', 'token_batches', 'completion_bits', 'likelihood_summary', 'load_reference',
-           'read_generation', 'parse_options', 'parse_pieces', 'write_demo_inputs', 'models_to_score', 'load_models',
-           'score_models', 'describe_set', 'set_summary', 'json_safe', 'md_table', 'plot_histograms', 'report_markdown',
-           'markdown_to_html', 'write_report', 'evaluate']
+__all__ = ['SCALES', 'LOG2_BINS', 'FEATURE_BINS', 'FEATURE_UNITS', 'START', 'END', 'SPELLING_K', 'EvalConfig', 'load_eval_config',
+           'note_symbols', 'symbols_to_notes', 'sounding_segments', 'pitch_range', 'n_pitches_used',
+           'n_pitch_classes_used', 'polyphony', 'polyphony_rate', 'pitch_in_scale_rate', 'scale_consistency',
+           'pitch_entropy', 'pitch_class_entropy', 'beat_ticks', 'empty_beat_rate', 'groove_consistency',
+           'bend_statistics', 'piece_statistics', 'note_features', 'histogram', 'overlap_distance', 'kl_divergence',
+           'mgeval_distance', 'set_histograms', 'compare_sets', 'valid_share', 'repetition_rate', 'window_hashes',
+           'symbol_ids', 'longest_common_runs', 'fit_ngram', 'ngram_prob', 'ngram_bits', 'ngram_bits_per_note',
+           'sample_ngram', 'completion_tokens', 'token_batches', 'completion_bits', 'likelihood_summary',
+           'load_reference', 'read_generation', 'parse_options', 'parse_pieces', 'write_demo_inputs', 'models_to_score',
+           'load_models', 'score_models', 'describe_set', 'set_summary', 'json_safe', 'md_table', 'plot_histograms',
+           'report_markdown', 'markdown_to_html', 'write_report', 'evaluate']
 
 # %% ../nbs/10_evaluate.ipynb #bb1e0cb4
 @dataclass
@@ -178,11 +178,12 @@ def piece_statistics(notes: NoteTable,          # one piece
             'groove_consistency': groove_consistency(notes, beat, beats_per_measure, steps_per_beat),
             **bend_statistics(notes)}
 
-# %% ../nbs/10_evaluate.ipynb #e314ee6c
+# %% ../nbs/10_evaluate.ipynb #f6aa27a1
 LOG2_BINS = np.concatenate([[0], 2 ** np.arange(21)])  # left edges: 0, 1, 2, 4, … ticks; the last bin is open
 FEATURE_BINS = {'pitch': np.arange(128), 'pitch_class': np.arange(12), 'velocity': np.arange(0, 128, 8),
                 'duration': LOG2_BINS, 'onset_gap': LOG2_BINS, 'bend': np.arange(MAX_BEND + 1),
                 'bend_depth': np.arange(-4, 4, 0.25)}  # semitones, bent notes only
+FEATURE_UNITS = {'duration': 'ticks', 'onset_gap': 'ticks', 'bend_depth': 'semitones'}
 
 def note_features(notes: NoteTable) -> dict:
     "Per-note values of every feature of `FEATURE_BINS` (onset gaps between successive notes)"
@@ -571,7 +572,7 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     return '\n'.join(lines + ['| ' + ' | '.join(_fmt(v) for v in r) + ' |' for r in rows])
 
-# %% ../nbs/10_evaluate.ipynb #7ac1e1ad
+# %% ../nbs/10_evaluate.ipynb #7d2bc041
 def plot_histograms(histograms: dict, feature: str, path) -> Path:
     "PNG of one feature's normalised histograms, one panel per set, side by side"
     from matplotlib.figure import Figure
@@ -583,12 +584,13 @@ def plot_histograms(histograms: dict, feature: str, path) -> Path:
         ax.bar(np.arange(len(counts)), counts / max(counts.sum(), 1), width=1.0, color='tab:blue')
         ticks = np.linspace(0, len(lefts) - 1, min(len(lefts), 6)).astype(int)
         ax.set_xticks(ticks, [str(lefts[t]) for t in ticks], fontsize=7)
-        ax.set_title(f'{name} ({int(counts.sum())})', fontsize=9); ax.set_xlabel(feature, fontsize=8)
+        ax.set_title(f'{name} ({int(counts.sum())})', fontsize=9)
+        ax.set_xlabel(f"{feature} ({FEATURE_UNITS[feature]})" if feature in FEATURE_UNITS else feature, fontsize=8)
     axes[0].set_ylabel('share', fontsize=8)
     fig.tight_layout(); fig.savefig(path, dpi=80)
     return Path(path)
 
-# %% ../nbs/10_evaluate.ipynb #8cd2fad7
+# %% ../nbs/10_evaluate.ipynb #35cf9aba
 def _likelihood_rows(m: dict) -> list:
     return [[k, v['bits_per_note'], v.get('bits_per_token'), v['examples'], v['notes'], v.get('tokens')]
             for k, v in m['likelihood'].items()]
@@ -598,6 +600,16 @@ def _stat_rows(m: dict) -> list:
     keys = next(iter(sets.values()))['statistics'].keys()
     return [[k] + [s['statistics'].get(k) for s in sets.values()]
             + [d[name]['piece_metrics'][k]['overlap_distance'] for name in d] for k in keys]
+
+def _method_notes(m: dict) -> str:
+    c, whole = m['config'], m['ngram_whole_test']
+    return (f"Method. Bits per note: the total −log₂ P of an answer's tokens and EOS given its training prompt, divided "
+            f"by its notes. The n-gram baseline is an interpolated Witten-Bell model of order {c['ngram_order']} over "
+            f"whole notes, with a field-wise spelling model for notes it never saw; it sees no prompt; on the whole test "
+            f"split it needs {_fmt(whole['bits_per_note'])} bits per note. Beats assume {c['tempo_bpm']:g} bpm, measures "
+            f"{c['beats_per_measure']} beats, groove consistency a grid of {c['steps_per_beat']} steps per beat. "
+            f"pitch_in_scale_rate is for C major (A minor); scale_consistency takes the best of 24 keys. The longest "
+            f"training copy counts notes in a row that also occur, identically, in one training answer.")
 
 def report_markdown(m: dict) -> str:
     "The Markdown report of a metrics dict (as evaluate returns it)"
@@ -618,7 +630,7 @@ def report_markdown(m: dict) -> str:
              md_table(['feature'] + [f'{k} {w}' for k in dist for w in ('overlap', 'KL')],
                       [[f] + [dist[k]['note_distributions'][f][w] for k in dist for w in ('overlap_distance', 'kl')]
                        for f in FEATURE_BINS])]
-    return '\n\n'.join(parts + [f'![{f}](hist_{f}.png)' for f in FEATURE_BINS]) + '\n'
+    return '\n\n'.join(parts + [_method_notes(m)] + [f'![{f}](hist_{f}.png)' for f in FEATURE_BINS]) + '\n'
 
 # %% ../nbs/10_evaluate.ipynb #49c644bf
 def _html_table(lines: list[str]) -> str:

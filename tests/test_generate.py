@@ -11,35 +11,41 @@ torch.set_num_threads(1)  # the shared cores are oversubscribed: one thread is s
 from smidilab.codec import text_to_notes, notes_to_text
 from smidilab.core import NoteTable
 from smidilab.generate import (GenerateConfig, NoteGrammar, INSTRUMENT_PITCHES, accepts, generate, grammar_for,
-                               load_generator, run_grammar, sample, tiny_llama, _load_tokenizer)
+                               load_generator, run_grammar, sample)
 
 NBS = Path(__file__).parents[1]/'nbs'
 
 @pytest.fixture(scope='session')
 def run_dir(tmp_path_factory):
-    "A run folder as the train stage writes it: a saved tiny base model, a LoRA adapter, the tokenizer, run_config.json"
+    "A run folder as the train stage writes it (toy dataset, tiny base, run_config.json), with a random LoRA adapter"
     from peft import LoraConfig, get_peft_model
-    run = tmp_path_factory.mktemp('runs')/'tiny_guitar'
-    tok = _load_tokenizer('tiny')
-    tok.save_pretrained(run/'tokenizer')
-    base = tiny_llama(len(tok), seed=1)
-    base.save_pretrained(run/'base')   # the train stage keeps the random 'tiny' base in run/base
+    from smidilab.train import TrainConfig, prepare_run, load_base, base_config, base_tokenizer
+    cfg = prepare_run(TrainConfig(out_dir=str(tmp_path_factory.mktemp('runs')/'tiny')))
+    tok = base_tokenizer('smollm2')
+    base = load_base(cfg, base_config(cfg, tok))
     lora = get_peft_model(base, LoraConfig(r=4, target_modules=['q_proj', 'v_proj'], init_lora_weights=False))
-    lora.save_pretrained(run/'adapter')
-    (run/'run_config.json').write_text(json.dumps({'base_model': 'tiny', 'dialect': 'paper',
-                                                   'ticks_per_second': 192, 'instrument': 'guitar', 'bends': True}))
+    run = Path(cfg.out_dir)
+    lora.save_pretrained(run/'adapter'); base.config.save_pretrained(run/'adapter'); tok.save_pretrained(run/'tokenizer')
     return run
 
 @pytest.fixture(scope='session')
-def gen(run_dir): return load_generator(str(run_dir))
+def run_gen(run_dir): return load_generator(str(run_dir))
 
-def test_run_settings_and_adapter(gen, run_dir):
-    "The run's settings are read, and the merged adapter changes the base model's output"
-    assert (gen.settings['instrument'], gen.settings['bends'], gen.settings['dialect']) == ('guitar', True, 'paper')
+@pytest.fixture(scope='session')
+def gen(run_gen):
+    "The run's generator, as if trained on guitar with bends (gp5 export, guitar pitch range, `b` fields)"
+    return replace(run_gen, settings=run_gen.settings | {'instrument': 'guitar', 'bends': True})
+
+def test_run_settings_and_adapter(run_gen, run_dir):
+    "The run's settings come from run_config.json, and the merged adapter changes the base model's output"
+    rc = json.loads((run_dir/'run_config.json').read_text())
+    assert {k: run_gen.settings[k] for k in ('dialect', 'ticks_per_second', 'bends', 'base_model')} == \
+           {k: rc[k] for k in ('dialect', 'ticks_per_second', 'bends', 'base_model')}
+    assert run_gen.settings['run'] == str(run_dir) and run_gen.tokenizer.padding_side == 'left'
     from transformers import AutoModelForCausalLM
     base = AutoModelForCausalLM.from_pretrained(run_dir/'base')
     ids = torch.tensor([[1, 2, 3, 4]])
-    with torch.no_grad(): assert not torch.allclose(base(ids).logits, gen.model(ids).logits)
+    with torch.no_grad(): assert not torch.allclose(base(ids).logits, run_gen.model(ids).logits)
 
 def test_constrained_always_strictly_parseable(gen):
     "20 seeds from an untrained model: every sample is a valid note prefix, and parses strictly once cut at a note end"
@@ -63,6 +69,16 @@ def test_compact_dialect_and_note_limit(gen):
     for s in samples:
         _, good = run_grammar(g, s['text'])
         assert len(text_to_notes(s['text'][:good], dialect='compact')) <= 2
+
+def test_polyphony_limit(gen):
+    "max_polyphony=2: at no onset of any sample do more than two notes sound"
+    cfg = GenerateConfig(n=8, batch_size=8, max_new_tokens=60, max_polyphony=2, seed=11)
+    samples, _ = sample(gen, ['p64:v80:d96:t96'], cfg)
+    g = grammar_for(gen.settings, cfg)
+    for s in samples:
+        n = text_to_notes(s['text'][:run_grammar(g, s['text'])[1]])
+        sounding = [((n.onset <= o) & (n.onset + n.duration > o)).sum() for o in n.onset]
+        assert max(sounding, default=0) <= 2, s['text']
 
 def test_same_seed_same_output(gen):
     cfg = GenerateConfig(n=3, batch_size=3, max_new_tokens=24, seed=7)

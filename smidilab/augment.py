@@ -94,7 +94,7 @@ def change_velocity(notes: NoteTable,      # the notes
     v = np.rint(notes.velocity * scale).astype(np.int64) + noise
     return with_columns(notes, velocity=np.clip(v, 1, 127))
 
-# %% ../nbs/04_augment.ipynb #b02698f7
+# %% ../nbs/04_augment.ipynb #7b2a4b73
 def _draw_modulation(notes: NoteTable, rng: np.random.Generator) -> dict | None:
     span = choose_section(notes, rng)
     section = take(notes, (notes.onset >= span[0]) & (notes.onset < span[1]))
@@ -116,7 +116,8 @@ def augment_piece(notes: NoteTable,    # the piece
                   p_modulate: float = 0.5, # chance that a copy also modulates one section
                   tempo_range: tuple = (0.9, 1.1), velocity_range: tuple = (0.85, 1.15), jitter: int = 4
                  ) -> list[tuple[NoteTable, dict]]:
-    "Up to `n` augmented copies of `notes`, each with the description of its transforms"
+    "`n` augmented copies of `notes`, each with the description of its transforms"
     rng = np.random.default_rng(seed)
-    return [_augment_once(notes, k, rng, p_modulate, tempo_range, velocity_range, jitter)
-            for k in choose_transpositions(notes, n, rng)]
+    ks = choose_transpositions(notes, n, rng)
+    ks += [0] * (n - len(ks))  # a part filling its whole range is only re-timed and re-voiced
+    return [_augment_once(notes, k, rng, p_modulate, tempo_range, velocity_range, jitter) for k in ks]

@@ -78,7 +78,9 @@ def test_augment_piece_invariants_and_reproducibility(notes, seed):
     assert [d for _, d in copies] == [d for _, d in again] and all(a == b for (a, _), (b, _) in zip(copies, again))
     lo, hi = PLAYABLE[notes.instrument]
     lo, hi = min(lo, notes.pitch.min()), max(hi, notes.pitch.max())
-    assert len({d['transpose'] for _, d in copies}) == len(copies) <= 3
+    moved = [d['transpose'] for _, d in copies if d['transpose']]
+    assert len(copies) == 3 and len(set(moved)) == len(moved)
+    assert len(moved) == min(3, len([k for k in allowed_shifts(notes) if k]))
     for copy, d in copies:
         assert len(copy) == len(notes) and copy.bend.tolist() == notes.bend.tolist()
         assert lo <= copy.pitch.min() and copy.pitch.max() <= hi

@@ -242,7 +242,7 @@ def write_embedded(folder,          # where the corpus goes (e.g. the build cach
         if not (path := guitar/f'riff_{i:03d}.gp5').exists(): riff_to_gp5(*guitar_riff(i), path)
     return piano, guitar
 
-# %% ../nbs/07_dataset.ipynb #bf7ac234
+# %% ../nbs/07_dataset.ipynb #50ba4b85
 CACHE_VERSION = 1
 
 def _cache_name(path, ticks_per_second, bend_range) -> str:
@@ -257,7 +257,7 @@ def encode_file(path, ticks_per_second: int = 192, bend_range: float = 4.0, cach
     from smidilab.guitarpro import read_music
     notes = read_music(path, ticks_per_second=ticks_per_second, bend_range=bend_range)
     if not len(notes): raise InputFileError(path, 'no notes')
-    if cached: write_json(cached, notes_to_dict(notes))
+    if cached: atomic_write(cached, json.dumps(notes_to_dict(notes), separators=(',', ':')))  # compact: it is big
     return notes
 
 # %% ../nbs/07_dataset.ipynb #acd1f8d6
@@ -300,7 +300,7 @@ def split_pieces(pieces: list, shares=(0.8, 0.1, 0.1)) -> dict[str, list]:
         out['test'] += group[:n_test]; out['validation'] += group[n_test:n_test + n_val]; out['train'] += group[n_test + n_val:]
     return {s: sorted(v, key=lambda p: p.source) for s, v in out.items()}
 
-# %% ../nbs/07_dataset.ipynb #3c863e6a
+# %% ../nbs/07_dataset.ipynb #604ccf71
 _FIELD = re.compile(r'[a-z][^a-z]*|[^a-z]+')
 def _fields(word: str) -> list[str]: return _FIELD.findall(word)
 
@@ -340,9 +340,9 @@ class TokenCounter:
 
     def _field_costs(self, fields: list[str], first: bool) -> np.ndarray:
         fc = self.field_cache
-        missing = sorted({f for f in fields if (first, f) not in fc})
-        texts = [f'{self.REF} {f}' if first else self.after + f for f in missing]
-        for f, ids in zip(missing, self.encode(texts)): fc[first, f] = len(ids) - (self.base if first else self.base_after)
+        if missing := sorted({f for f in fields if (first, f) not in fc}):
+            texts = [f'{self.REF} {f}' if first else self.after + f for f in missing]
+            for f, ids in zip(missing, self.encode(texts)): fc[first, f] = len(ids) - (self.base if first else self.base_after)
         return np.array([fc[first, f] for f in fields], np.int64)
 
     def paper_counts(self, notes: NoteTable, bends: bool, words: list[str]) -> np.ndarray:
@@ -515,14 +515,14 @@ def _rows_by_split(splits: dict, cfg: DatasetConfig, counter: TokenCounter) -> d
     return {s: [r for p in pieces for v, aug in _variants(p, s, cfg) for r in piece_examples(v, aug, cfg, counter)]
             for s, pieces in splits.items()}
 
-# %% ../nbs/07_dataset.ipynb #896bdf58
+# %% ../nbs/07_dataset.ipynb #41c3a206
 def _save(rows: dict, out: Path, progress: bool = True):
-    import datasets
-    from datasets import Dataset, DatasetDict, Features, Value
+    import datasets, pyarrow as pa
     if not progress: datasets.utils.disable_progress_bars()
-    features = Features({k: Value(v) for k, v in FEATURES.items()})
-    dd = DatasetDict({s: Dataset.from_dict({k: [r[k] for r in rs] for k in FEATURES}, features=features)
-                      for s, rs in rows.items()})
+    features = datasets.Features({k: datasets.Value(v) for k, v in FEATURES.items()})
+    table = lambda rs: pa.table({k: [r[k] for r in rs] for k in FEATURES}, schema=features.arrow_schema)
+    dd = datasets.DatasetDict({s: datasets.Dataset(table(rs), info=datasets.DatasetInfo(features=features))
+                               for s, rs in rows.items()})
     size = {s: sum(len(r['prompt']) + len(r['completion']) for r in rs) for s, rs in rows.items()}
     dd.save_to_disk(str(out), num_shards={s: 1 + size[s] // 500_000_000 for s in rows})  # >= 1: empty splits load back
     return dd

@@ -480,7 +480,7 @@ def write_demo_inputs(folder, fixtures) -> tuple[Path, Path]:
                                                              'ticks_per_second': 768, 'instrument': 'piano'}})
     return folder/'gen', folder/'data'
 
-# %% ../nbs/10_evaluate.ipynb #78df3fdf
+# %% ../nbs/10_evaluate.ipynb #53e87835
 def _is_run(spec) -> bool: return bool(spec) and (Path(spec)/'run_config.json').is_file()
 
 def models_to_score(model: str, generation: dict) -> dict:
@@ -488,45 +488,24 @@ def models_to_score(model: str, generation: dict) -> dict:
     settings = generation.get('settings') or {}
     spec = model or settings.get('run') or settings.get('base_model') or (generation.get('config') or {}).get('model')
     if not _is_run(spec): return {'base': spec} if spec else {}
-    base = json.loads((Path(spec)/'run_config.json').read_text())['base_model']
-    return {'finetuned': str(spec), 'base': str(Path(spec)/'base') if base == 'tiny' else base}  # train saves tiny's weights
-
-def _load_base(spec: str, settings: dict):
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-    from smidilab.tokens import smollm2_gguf
-    path, gguf = (smollm2_gguf().parent, smollm2_gguf().name) if spec == 'smollm2' else (spec, settings.get('gguf_file') or None)
-    config = AutoConfig.from_pretrained(path, gguf_file=gguf)
-    for k in ('rope_parameters', 'max_position_embeddings'):
-        if settings.get(k): setattr(config, k, settings[k])
-    return AutoModelForCausalLM.from_pretrained(path, gguf_file=gguf, config=config, dtype=torch.float32)
-
-def _base_tokenizer(specs: dict, settings: dict, run: Path) -> str:
-    name = settings.get('base_model') or specs['base']
-    if name in ('tiny', 'smollm2'): return 'smollm2'
-    return name if Path(name).exists() or not (run/'tokenizer').is_dir() else str(run/'tokenizer')
-
-def _with_adapter(model, run: Path, tokenizer):
-    from peft import PeftModel
-    if model.get_input_embeddings().weight.shape[0] != len(tokenizer): model.resize_token_embeddings(len(tokenizer))
-    return PeftModel.from_pretrained(model, run/'adapter').merge_and_unload().eval()
+    return {'finetuned': str(spec), 'base': json.loads((Path(spec)/'run_config.json').read_text())['base_model']}
 
 def load_models(specs: dict):
-    "Yield (name, model, tokenizer): the base model, then (if a run is given) the same weights with its adapter merged"
-    import torch
-    from smidilab.tokens import load_tokenizer
+    "Yield (name, model, tokenizer): the base model, then (if a run is given) the run's model"
     from smidilab.generate import load_generator
+    from smidilab.train import load_run
     if 'finetuned' not in specs:
         gen = load_generator(specs['base'])
         yield 'base', gen.model, gen.tokenizer
         return
-    run = Path(specs['finetuned'])
-    settings = json.loads((run/'run_config.json').read_text())
-    tok = load_tokenizer(_base_tokenizer(specs, settings, run))
-    model = _load_base(specs['base'], settings).to('cuda' if torch.cuda.is_available() else 'cpu')
-    yield 'base', model.eval(), tok
-    tok = load_tokenizer(run/'tokenizer') if (run/'tokenizer').is_dir() else tok
-    yield 'finetuned', _with_adapter(model, run, tok), tok
+    model, tok = load_run(specs['finetuned'], merge=False)
+    if not getattr(model, 'is_loaded_in_4bit', False): model = model.to(_device())
+    with model.disable_adapter(): yield 'base', model, tok
+    yield 'finetuned', model, tok
+
+def _device() -> str:
+    import torch
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
 
 def score_models(specs: dict, prompts: Sequence[str], completions: Sequence[str], notes: Sequence[int],
                  max_batch_tokens: int = 2048) -> dict:

@@ -10,6 +10,7 @@ from smidilab.core import NoteTable
 from smidilab.codec import parse_text
 from smidilab.evaluate import *
 from smidilab.generate import load_generator
+from smidilab.train import TrainConfig
 
 FIXTURES = Path(__file__).parents[2]/'shared'/'fixtures'
 NBS = Path(__file__).parents[1]/'nbs'
@@ -158,17 +159,25 @@ def test_bits_per_note_tiny_llama_equals_hand_computation(tiny):
 
 
 def test_notebook_runs_under_papermill_with_a_finetuned_run(tmp_path, tiny):
-    "The job notebook on tiny inputs; a run whose LoRA adapter is freshly initialised (B = 0) scores like its base"
+    "The job notebook on tiny inputs with a run folder: base and fine-tuned scores equal those of the models saved"
     import copy, papermill as pm, torch
     from peft import LoraConfig, get_peft_model
     model, tok = tiny
     gen_dir, data_dir = write_demo_inputs(tmp_path/'in', FIXTURES)
+    test = load_reference(data_dir)[0]['test'][:2]
     run, out = tmp_path/'run', tmp_path/'out'
     base = copy.deepcopy(model)
     with torch.no_grad(): base.model.norm.weight.mul_(3.0)  # not the seed-0 tiny model: the run's own base must be used
-    base.save_pretrained(run/'base')  # as 08_train keeps a tiny run's random base
-    get_peft_model(base, LoraConfig(r=2, target_modules=['q_proj', 'v_proj'])).save_pretrained(run/'adapter')
-    (run/'run_config.json').write_text(json.dumps({'base_model': 'tiny'}))
+    base.save_pretrained(run/'base')  # the run folder as 08_train writes it for the tiny preset
+    expected_base = completion_bits(base, tok, test['prompt'], test['completion'], progress=False)[0].sum()
+    lora = get_peft_model(base, LoraConfig(r=2, target_modules=['q_proj', 'v_proj']))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if 'lora_B' in name: p.normal_(std=0.5)  # a trained-looking adapter (B = 0 would change nothing)
+    expected_tuned = completion_bits(lora, tok, test['prompt'], test['completion'], progress=False)[0].sum()
+    lora.save_pretrained(run/'adapter'); base.config.save_pretrained(run/'adapter'); tok.save_pretrained(run/'tokenizer')
+    TrainConfig(base_model='tiny', out_dir=str(run)).save(run/'run_config.json')
     pm.execute_notebook(NBS/'10_evaluate.ipynb', tmp_path/'executed.ipynb', cwd=NBS, kernel_name='python3',
                         progress_bar=False, parameters={'generated_dir': str(gen_dir), 'reference': str(data_dir),
                                                         'out_dir': str(out), 'model': str(run), 'max_examples': 2,
@@ -176,7 +185,9 @@ def test_notebook_runs_under_papermill_with_a_finetuned_run(tmp_path, tiny):
     m = json.loads((out/'metrics.json').read_text())
     lk = m['likelihood']
     assert set(lk) == {'ngram', 'base', 'finetuned'} and m['inputs']['scored_examples'] == 2
-    assert lk['finetuned']['bits_per_note'] == pytest.approx(lk['base']['bits_per_note'], rel=1e-5)
+    assert lk['base']['bits'] == pytest.approx(expected_base, rel=1e-4)
+    assert lk['finetuned']['bits'] == pytest.approx(expected_tuned, rel=1e-4)
+    assert abs(expected_tuned - expected_base) > 1
     assert lk['ngram']['notes'] == lk['base']['notes'] == 48
     assert m['sets']['generated']['longest_copy_max'] == 24  # sample_1 copies a training answer
     assert m['sets']['generated']['valid_share'] < 1.0         # ... followed by a broken token

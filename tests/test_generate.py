@@ -165,10 +165,12 @@ def test_same_tokens_as_xgrammar(gen):
     from smidilab.generate import NoteConstraint
     assert run(NoteConstraint(gen.tokenizer, bench.GRAMMAR)) == run(xgr.contrib.hf.LogitsProcessor(compiled))
 
-def test_notebook_runs_under_papermill(tmp_path):
+def test_notebook_runs_under_papermill(tmp_path, run_dir):
+    "The job notebook samples from the run it is given (not its demo model) into out_dir"
     import papermill as pm
     pm.execute_notebook(NBS/'09_generate.ipynb', tmp_path/'out.ipynb', cwd=NBS, progress_bar=False, kernel_name='python3',
-                        parameters={'out_dir': str(tmp_path/'gen'), 'n': 1, 'batch_size': 1, 'max_new_tokens': 16,
-                                    'wav': False})
+                        parameters={'model': str(run_dir), 'out_dir': str(tmp_path/'gen'), 'n': 1, 'batch_size': 1,
+                                    'max_new_tokens': 16, 'wav': False})
     result = json.loads((tmp_path/'gen'/'generation.json').read_text())
-    assert result['config']['n'] == 1 and (tmp_path/'gen'/'sample_0.mid').exists()
+    assert result['settings']['run'] == str(run_dir) and result['config']['n'] == 1
+    assert (tmp_path/'gen'/'sample_0.mid').exists()

@@ -149,7 +149,7 @@ def pipeline_stages(preset: str, out: Path, midi: list, gp: list) -> list[tuple[
         ('figures', '11_figures', dict(out_dir=d['figures'], run_dir=d['run'], eval_dir=d['evaluation'])),
     ]
 
-# %% ../nbs/12_cli.ipynb #9595a262
+# %% ../nbs/12_cli.ipynb #83e3e0b1
 def _load_json(path, default=None):
     path = Path(path)
     return json.loads(path.read_text()) if path.exists() else default
@@ -162,6 +162,7 @@ def run_pipeline(preset: str = 'cpu', out_dir='outputs/run-default', midi: list 
     if status['preset'] != preset: raise SmidiError(f"{out} holds a {status['preset']!r} run; use another -o for {preset!r}")
     for name, notebook, params in pipeline_stages(preset, out, _absolute(midi), _absolute(gp)):
         if name in status['done']: print(f"[{name}] done earlier, skipped"); continue
+        if name == 'train' and (out / 'run' / 'checkpoints').is_dir(): params['resume'] = True  # continue a killed run
         print(f"[{name}] running nbs/{notebook}.ipynb"); start = time.time()
         if run_stage(notebook, out / 'notebooks', params, log) != 0:
             print(f"[{name}] failed: fix the error above and rerun the same command to resume here", file=sys.stderr)
@@ -172,31 +173,48 @@ def run_pipeline(preset: str = 'cpu', out_dir='outputs/run-default', midi: list 
     print(f"done: {out / 'summary.md'}")
     return 0
 
-# %% ../nbs/12_cli.ipynb #3aff7297
-def _headline(out: Path) -> list[str]:
-    "Headline numbers of a finished run, from each stage's JSON (a stage that wrote nothing is skipped)"
-    m = _load_json(out / 'data' / 'manifest.json', {})
-    g = _load_json(out / 'generated' / 'generation.json', {})
-    e = _load_json(out / 'evaluation' / 'metrics.json', {})
-    t = _load_json(out / 'run' / 'train_summary.json', {})
-    rows = [('dataset examples (train/validation/test)', m.get('counts', {}).get('examples')),
-            ('notes in the dataset', m.get('counts', {}).get('notes')),
-            ('tokens per note', m.get('tokens_per_note')),
-            ('training minutes', t.get('train_minutes')), ('loss before → after', t.get('loss_first_last')),
-            ('notes generated', g.get('notes_total')), ('valid notes (share)', g.get('valid_share')),
-            ('bits per note (fine-tuned / base / n-gram)', e.get('headline', {}).get('bits_per_note'))]
-    return [f'| {k} | {v} |' for k, v in rows if v is not None]
+# %% ../nbs/12_cli.ipynb #c78f8422
+def _loss_first_last(csv_path: Path) -> str | None:
+    "'first → last' training loss of a run's metrics.csv"
+    import csv
+    if not csv_path.exists(): return None
+    losses = [float(r['loss']) for r in csv.DictReader(csv_path.open()) if r.get('loss')]
+    return f'{losses[0]:.3f} → {losses[-1]:.3f}' if losses else None
+
+def _bits(lik: dict) -> str | None:
+    parts = [f"{lik[k]['bits_per_note']:.1f} ({k})" for k in ('finetuned', 'base', 'ngram') if k in lik]
+    return ' / '.join(parts) or None
+
+def _headline(out: Path, done: dict) -> list[tuple[str, object]]:
+    "Headline numbers of a run, from each stage's outputs (what a stage did not write is left out)"
+    counts = _load_json(out / 'data' / 'manifest.json', {}).get('counts', {})
+    gen = _load_json(out / 'generated' / 'generation.json', {})
+    lik = _load_json(out / 'evaluation' / 'metrics.json', {}).get('likelihood', {})
+    base = lik.get('base', {})
+    return [('examples train / validation / test', ' / '.join(str(c['examples']) for c in counts.values()) or None),
+            ('notes in the dataset', sum(c['notes'] for c in counts.values()) or None),
+            ('tokens per answer note', round(base['tokens'] / base['notes'], 2) if base.get('notes') else None),
+            ('training minutes', round(done['train'] / 60, 2) if 'train' in done else None),
+            ('training loss first → last', _loss_first_last(out / 'run' / 'metrics.csv')),
+            ('notes generated', gen.get('notes_total')), ('share of valid notes', gen.get('valid_share')),
+            ('bits per note on test answers', _bits(lik))]
+
+# %% ../nbs/12_cli.ipynb #db5db2c7
+def _artefacts(out: Path) -> list[str]:
+    "Links to the files of each stage folder and to its subfolders (not inside them)"
+    lines = []
+    for d in sorted(p for p in out.iterdir() if p.is_dir()):
+        lines.append(f'- **{d.name}/**: ' + ', '.join(f'[{p.name}{"/" if p.is_dir() else ""}]({d.name}/{p.name})'
+                                                     for p in sorted(d.iterdir()) if not p.name.startswith('.')))
+    return lines
 
 def run_summary(out: Path) -> str:
     "summary.md of a run folder: the headline numbers and a link to every artefact"
     status = _load_json(out / 'status.json', {'done': {}})
-    lines = [f"# smidilab run ({status.get('preset', '?')} preset)", '', '| | |', '|---|---|'] + _headline(out)
+    rows = [f'| {k} | {v} |' for k, v in _headline(out, status['done']) if v is not None]
+    lines = [f"# smidilab run ({status.get('preset', '?')} preset)", '', '| | |', '|---|---|'] + rows
     lines += ['', '## Stages (seconds)', ''] + [f'- {k}: {v}' for k, v in status['done'].items()]
-    lines += ['', '## Artefacts', '']
-    for p in sorted(x for x in out.rglob('*') if x.is_file() and '.cache' not in x.parts and x.name != 'summary.md'):
-        rel = p.relative_to(out).as_posix()
-        lines.append(f'- [{rel}]({rel})')
-    return '\n'.join(lines) + '\n'
+    return '\n'.join(lines + ['', '## Artefacts', ''] + _artefacts(out)) + '\n'
 
 # %% ../nbs/12_cli.ipynb #242cefdc
 def cmd_run(a) -> int:

@@ -404,7 +404,7 @@ def token_batches(lengths: Sequence[int], max_batch_tokens: int = 2048) -> list[
         else: batches.append([i])
     return batches
 
-# %% ../nbs/10_evaluate.ipynb #b715a6dc
+# %% ../nbs/10_evaluate.ipynb #98ac800f
 def _score_batch(model, rows: list[tuple[list[int], int]], pad_id: int) -> list[float]:
     import torch, torch.nn.functional as F
     width, first = max(len(ids) for ids, _ in rows), min(s for _, s in rows) - 1
@@ -432,8 +432,9 @@ def completion_bits(model, tokenizer, prompts: Sequence[str], completions: Seque
 def likelihood_summary(bits: np.ndarray, tokens: np.ndarray, notes: Sequence[int]) -> dict:
     "Bits per note and per token of a scored split"
     n = int(np.sum(notes))
-    return {'bits_per_note': float(bits.sum() / n) if n else math.nan, 'bits_per_token': float(bits.sum() / tokens.sum()),
-            'bits': float(bits.sum()), 'notes': n, 'tokens': int(tokens.sum()), 'examples': len(bits)}
+    t = int(np.sum(tokens))
+    return {'bits_per_note': float(bits.sum() / n) if n else math.nan, 'bits_per_token': float(bits.sum() / t) if t else math.nan,
+            'bits': float(bits.sum()), 'notes': n, 'tokens': t, 'examples': len(bits)}
 
 # %% ../nbs/10_evaluate.ipynb #43c42480
 def load_reference(path) -> tuple:
@@ -569,14 +570,14 @@ def plot_histograms(histograms: dict, feature: str, path) -> Path:
     fig.tight_layout(); fig.savefig(path, dpi=80)
     return Path(path)
 
-# %% ../nbs/10_evaluate.ipynb #35cf9aba
+# %% ../nbs/10_evaluate.ipynb #b08bbe4c
 def _likelihood_rows(m: dict) -> list:
     return [[k, v['bits_per_note'], v.get('bits_per_token'), v['examples'], v['notes'], v.get('tokens')]
             for k, v in m['likelihood'].items()]
 
 def _stat_rows(m: dict) -> list:
     sets, d = m['sets'], m['distances']
-    keys = next(iter(sets.values()))['statistics'].keys()
+    keys = next((s['statistics'].keys() for s in sets.values() if s['statistics']), [])
     return [[k] + [s['statistics'].get(k) for s in sets.values()]
             + [d[name]['piece_metrics'][k]['overlap_distance'] for name in d] for k in keys]
 
@@ -642,7 +643,7 @@ def write_report(m: dict, out_dir) -> list[Path]:
     return [write_json(out/'metrics.json', json_safe(m)), atomic_write(out/'report.md', md),
             atomic_write(out/'report.html', markdown_to_html(md))] + pngs
 
-# %% ../nbs/10_evaluate.ipynb #f42b8ee5
+# %% ../nbs/10_evaluate.ipynb #ac4509e7
 def _load_sets(cfg: EvalConfig) -> dict:
     ds, manifest = load_reference(cfg.reference)
     texts, generation = read_generation(cfg.generated_dir)
@@ -651,7 +652,7 @@ def _load_sets(cfg: EvalConfig) -> dict:
     train = parse_pieces(ds['train']['completion'], ds['train']['instrument'], ref_opts)[0]
     test_rows = ds['test'].to_dict()
     test = parse_pieces(test_rows['completion'], test_rows['instrument'], ref_opts)[0]
-    instrument = (generation.get('settings') or {}).get('instrument') or Counter(test_rows['instrument']).most_common(1)[0][0]
+    instrument = (generation.get('settings') or {}).get('instrument') or _most_common(test_rows['instrument'] + ['piano'])
     per_sample = {g.get('sample'): g.get('instrument') for g in generation.get('samples') or []}
     generated, valid = parse_pieces(list(texts.values()), [per_sample.get(k) or instrument for k in texts], gen_opts)
     return {'train': train, 'test': test, 'test_rows': test_rows, 'generated': generated, 'valid': valid,
@@ -666,9 +667,11 @@ def _ngram_samples(model: dict, cfg: EvalConfig, meta: dict) -> list[NoteTable]:
 
 def _likelihoods(cfg: EvalConfig, s: dict, model: dict, n: int) -> dict:
     rows, notes = s['test_rows'], [len(p) for p in s['test'][:n]]
-    specs = models_to_score(cfg.model, s['generation'])
+    specs = models_to_score(cfg.model, s['generation']) if n else {}  # nothing to score: load nothing
     return {'ngram': ngram_bits_per_note(model, [note_symbols(p) for p in s['test'][:n]]),
             **score_models(specs, rows['prompt'][:n], rows['completion'][:n], notes, cfg.max_batch_tokens)}
+
+def _most_common(values: list): return Counter(values).most_common(1)[0][0]
 
 def _generation_mode(generation: dict) -> str:
     if 'config' not in generation: return 'sampling mode unknown'

@@ -194,3 +194,18 @@ def test_notebook_runs_under_papermill_with_a_finetuned_run(tmp_path, tiny):
     assert m['sets']['ngram']['pieces'] == 2 and len(list((out/'ngram_samples').glob('sample_*.txt'))) == 2
     assert {'report.md', 'report.html', 'hist_pitch.png', 'eval_config.json'} <= {p.name for p in out.iterdir()}
     assert '| finetuned |' in (out/'report.md').read_text()
+
+
+def test_job_with_an_empty_test_split(tmp_path):
+    "A tiny corpus can leave the test split empty: the job still writes its report, with missing values as –"
+    from datasets import Dataset, DatasetDict, load_from_disk
+    gen_dir, data_dir = write_demo_inputs(tmp_path/'in', FIXTURES)
+    ds = load_from_disk(str(data_dir))
+    empty = DatasetDict({'train': ds['train'], 'test': ds['test'].select([])})
+    empty.save_to_disk(str(tmp_path/'empty'), num_shards={'train': 1, 'test': 1})  # as 07_dataset saves it
+    (tmp_path/'empty'/'manifest.json').write_text((data_dir/'manifest.json').read_text())
+    m = evaluate(EvalConfig(generated_dir=str(gen_dir), reference=str(tmp_path/'empty'), out_dir=str(tmp_path/'out'),
+                            ngram_samples=1, ngram_sample_notes=8))
+    assert set(m['likelihood']) == {'ngram'} and m['likelihood']['ngram']['notes'] == 0
+    assert m['sets']['reference']['pieces'] == 0 and m['sets']['generated']['pieces'] == 2
+    assert '| ngram | – |' in (tmp_path/'out'/'report.md').read_text()

@@ -29,7 +29,7 @@ __all__ = ['FIELDS', 'DIGITS', 'INSTRUMENT_PITCHES', 'START', 'START_SPACE', 'SE
            'sample_notes', 'find_soundfont', 'render_wav', 'export_notes', 'sample_formats', 'write_sample',
            'prompts_for', 'generate']
 
-# %% ../nbs/09_generate.ipynb #fcc7c064
+# %% ../nbs/09_generate.ipynb #a30e4ec5
 @dataclass
 class GenerateConfig:
     "Settings of one generation job (the notebook's parameters)"
@@ -42,8 +42,8 @@ class GenerateConfig:
     n: int = 2                   # samples per prompt
     batch_size: int = 2          # sequences per generate call
     max_new_tokens: int = 48     # token budget per sample
-    max_notes: int = 0           # stop after this many notes (0 = no limit)
-    max_polyphony: int = 0       # most notes sounding at once (0 = no limit)
+    max_notes: int = 0           # stop after this many notes (0 = no limit; constrained sampling)
+    max_polyphony: int = 0       # most notes sounding at once (0 = no limit; constrained sampling)
     temperature: float = 1.0     # sampling temperature
     top_p: float = 0.95          # nucleus mass
     top_k: int = 0               # top-k filter (0 = off)

@@ -219,10 +219,11 @@ def trie_regex(words: Sequence[str]) -> str:
         return body + ('?' if '' in node else '')
     return rx(_trie(words))
 
-# %% ../nbs/06_tokens.ipynb #e120a51c
+# %% ../nbs/06_tokens.ipynb #6a4d653b
 def is_metaspace(tokenizer) -> bool:
-    "Does `tokenizer` write spaces as SentencePiece's `▁` (a Metaspace pre-tokenizer)?"
-    return 'Metaspace(' in repr(tokenizer.backend_tokenizer.pre_tokenizer)
+    "Does `tokenizer` write spaces as SentencePiece's `▁` (in its pre-tokenizer or normalizer)?"
+    bt = tokenizer.backend_tokenizer
+    return '▁' in repr(bt.pre_tokenizer) + repr(bt.normalizer)
 
 def _add_user_pieces(tj: dict, pieces: list[str], first_id: int) -> dict:
     model, vocab = tj['model'], tj['model']['vocab']
@@ -230,7 +231,7 @@ def _add_user_pieces(tj: dict, pieces: list[str], first_id: int) -> dict:
     if isinstance(vocab, dict): vocab.update({p: first_id + i for i, p in enumerate(new)}); model['ignore_merges'] = True
     else: vocab += [[p, 0.0] for p in new]
     split = {'type': 'Split', 'pattern': {'Regex': trie_regex(pieces)}, 'behavior': 'Isolated', 'invert': False}
-    pre = tj['pre_tokenizer']
+    pre = tj['pre_tokenizer'] or {'type': 'Sequence', 'pretokenizers': []}
     tj['pre_tokenizer'] = {'type': 'Sequence', 'pretokenizers': (pre['pretokenizers'] if pre['type'] == 'Sequence' else [pre]) + [split]}
     return tj
 

@@ -214,3 +214,21 @@ def test_new_rows_train_old_rows_frozen_under_lora(tied):
         assert (before[used] != after[used]).any(1).all()                  # used new rows moved
     assert torch.equal(emb, base0)                                         # the base matrix itself is untouched
     assert any('lora_' in n for n, p in peft_model.named_parameters() if p.requires_grad)
+
+
+def test_extension_of_a_prepend_normalizer_tokenizer(tmp_path):
+    "The Hub's Llama-2 tokenizer.json adds the dummy prefix in the normalizer, with no pre-tokenizer: still lossless"
+    import json
+    tok = _tokenizer('llama2')
+    tok.save_pretrained(tmp_path)
+    tj = json.loads((tmp_path/'tokenizer.json').read_text())
+    tj['normalizer'] = {'type': 'Sequence', 'normalizers': [{'type': 'Prepend', 'prepend': '▁'},
+                                                            {'type': 'Replace', 'pattern': {'String': ' '}, 'content': '▁'}]}
+    tj['pre_tokenizer'] = None
+    (tmp_path/'tokenizer.json').write_text(json.dumps(tj))
+    hub_style = load_tokenizer(tmp_path)
+    texts = list(_seed_texts()[:200]) + ['p60:v80:d1200:t0 p64:v80:d96:t12345 [/INST]']
+    assert encode_batch(hub_style, texts) == encode_batch(tok, texts)
+    ext = extend_tokenizer(hub_style, 'paper')
+    assert ext.batch_decode(encode_batch(ext, texts)) == texts
+    assert ext.tokenize(texts[-1])[:4] == ['▁p60', ':v80', ':d120', '0']

@@ -165,6 +165,34 @@ def test_same_tokens_as_xgrammar(gen):
     from smidilab.generate import NoteConstraint
     assert run(NoteConstraint(gen.tokenizer, bench.GRAMMAR)) == run(xgr.contrib.hf.LogitsProcessor(compiled))
 
+LLAMA2 = Path(__file__).parents[2]/'shared'/'tokenizers'/'llama2'/'tokenizer.model'
+
+@pytest.mark.parametrize('dialect', ['paper', 'compact'])
+def test_constraint_with_the_llama2_tokenizer(dialect):
+    "The study's SentencePiece tokenizer (leading-space pieces, byte fallback): random scores still write valid notes"
+    if not LLAMA2.exists(): pytest.skip('no Llama-2 tokenizer fixture')
+    from smidilab.tokens import load_tokenizer
+    from smidilab.generate import NoteConstraint
+    tok, g = load_tokenizer(str(LLAMA2)), NoteGrammar(dialect)
+    for seed in range(3):
+        gen, ids = torch.Generator().manual_seed(seed), torch.ones((1, 1), dtype=torch.long)
+        proc = NoteConstraint(tok, g)
+        for _ in range(100):
+            nxt = proc(ids, torch.randn((1, len(tok)), generator=gen)).argmax(-1, keepdim=True)
+            if nxt.item() == tok.eos_token_id: break
+            ids = torch.cat([ids, nxt], 1)
+        text = tok.decode(ids[0, 1:], skip_special_tokens=True)
+        assert len(text_to_notes(text[:run_grammar(g, text)[1]], dialect=dialect)) >= 1, text
+
+def test_missing_fluidsynth_is_reported(gen, tmp_path, monkeypatch):
+    "Without FluidSynth the WAV step says so in generation.json and every other file is still written"
+    import smidilab.generate as G
+    monkeypatch.setattr(G.shutil, 'which', lambda name: None)
+    result = generate(GenerateConfig(n=1, batch_size=1, max_new_tokens=16, out_dir=str(tmp_path)), gen)
+    s = result['samples'][0]
+    assert 'FluidSynth is not installed' in s['errors']['wav']
+    assert {f.split('.')[-1] for f in s['files']} == {'txt', 'mid', 'png', 'gp5'}
+
 def test_notebook_runs_under_papermill(tmp_path, run_dir):
     "The job notebook samples from the run it is given (not its demo model) into out_dir"
     import papermill as pm

@@ -90,7 +90,7 @@ def test_fields_add_up_and_match_hand_count():
 # --- dialects ----------------------------------------------------------------------------------------------------
 
 def test_dialect_conversion_lossless_on_fixtures():
-    for text in _seed_texts()[::4]:  # the reference's chords are not always in canonical order: compare notes
+    for text in _seed_texts()[::8]:  # the reference's chords are not always in canonical order: compare notes
         compact = convert_dialect(text, 'compact', ticks_per_second=768)
         assert text_to_notes(compact, dialect='compact') == text_to_notes(text)
         assert convert_dialect(compact, 'paper', source='compact') == convert_dialect(text, 'paper')
@@ -110,7 +110,7 @@ def notes_texts(draw):
 
 
 @given(notes_texts())
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 def test_extended_tokenizers_are_lossless_on_random_pieces(case):
     notes, dialect = case
     text = notes_to_text(notes, dialect=dialect)

@@ -29,7 +29,7 @@ __all__ = ['FIELDS', 'DIGITS', 'INSTRUMENT_PITCHES', 'START', 'START_SPACE', 'SE
            'sample_notes', 'find_soundfont', 'render_wav', 'export_notes', 'sample_formats', 'write_sample',
            'prompts_for', 'generate']
 
-# %% ../nbs/09_generate.ipynb #a30e4ec5
+# %% ../nbs/09_generate.ipynb #21a79cd8
 @dataclass
 class GenerateConfig:
     "Settings of one generation job (the notebook's parameters)"
@@ -55,7 +55,7 @@ class GenerateConfig:
     instrument: str = ''         # '' = from the run
     dialect: str = ''            # '' = from the run
     wav: bool = True             # render WAV with FluidSynth
-    num_threads: int = 0         # torch CPU threads (0 = torch's default)
+    num_threads: int = 0         # torch CPU threads (0 = the torch default)
     out_dir: str = 'outputs/generations/tiny'  # output folder
 
     @classmethod

@@ -63,10 +63,11 @@ class GenerateConfig:
         "The config with the fields of `d` (unknown keys ignored)"
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
-# %% ../nbs/09_generate.ipynb #b577b288
+# %% ../nbs/09_generate.ipynb #987d2985
 FIELDS = 'pvdtb'
 DIGITS = '0123456789'
-INSTRUMENT_PITCHES = {'piano': (21, 108), 'guitar': (40, 88), 'bass': (28, 67), 'other': (0, 127)}  # 88 keys, 24 frets
+# 88 keys; guitars and basses with 24 frets, down to a 7-string guitar in drop A and a 5-string bass's low B
+INSTRUMENT_PITCHES = {'piano': (21, 108), 'guitar': (33, 88), 'bass': (23, 67), 'other': (0, 127)}
 
 @dataclass(frozen=True)
 class NoteGrammar:

@@ -193,6 +193,19 @@ def test_missing_fluidsynth_is_reported(gen, tmp_path, monkeypatch):
     assert 'FluidSynth is not installed' in s['errors']['wav']
     assert {f.split('.')[-1] for f in s['files']} == {'txt', 'mid', 'png', 'gp5'}
 
+def test_prompt_from_a_guitar_pro_file(run_gen, tmp_path):
+    "A GP5 file's first notes make the prompt; its instrument (guitar) picks the persona, pitch range and GP5 export"
+    from smidilab.dataset import PERSONAS
+    gp5 = Path(__file__).parents[2]/'shared'/'fixtures'/'guitarpro'/'gp2midi'/'test_gp5.gp5'
+    cfg = GenerateConfig(prompt_file=str(gp5), prompt_notes=6, n=1, batch_size=1, max_new_tokens=24, wav=False,
+                         out_dir=str(tmp_path))
+    result = generate(cfg, run_gen)
+    prompt = result['prompts'][0]
+    assert PERSONAS['guitar'] in prompt
+    user = prompt.split('<|im_start|>user\n')[1].split('<|im_end|>')[0]
+    assert len(text_to_notes(user)) == 6
+    assert result['samples'][0]['instrument'] == 'guitar' and (tmp_path/'sample_0.gp5').exists()
+
 def test_notebook_runs_under_papermill(tmp_path, run_dir):
     "The job notebook samples from the run it is given (not its demo model) into out_dir"
     import papermill as pm

@@ -167,12 +167,11 @@ def test_killed_build_resumes_to_the_same_result(built, tmp_path):
     assert rows(out) == data and m['counts'] == manifest['counts']
 
 def test_job_notebook_runs_under_papermill(tmp_path):
-    import papermill
+    from smidilab.cli import run_stage
     out = tmp_path/'ds'
     params = dict(out_dir=str(out), augment=1, max_tokens=512, embedded_pieces=PIECES[:2], embedded_riffs=2,
                   tasks=['continuation', 'accompaniment'], workers=2)
-    papermill.execute_notebook(str(REPO/'nbs'/'07_dataset.ipynb'), str(tmp_path/'executed.ipynb'), parameters=params,
-                               kernel_name='python3', cwd=str(REPO/'nbs'), progress_bar=False)
+    assert run_stage('07_dataset', tmp_path, params, log=False) == 0
     m = json.loads((out/'manifest.json').read_text())
     assert m['settings']['embedded_pieces'] == PIECES[:2] and m['inputs'] == 4 and m['failed'] == [] and m['commit']
     data = rows(out)

@@ -160,7 +160,8 @@ def test_bits_per_note_tiny_llama_equals_hand_computation(tiny):
 
 def test_notebook_runs_under_papermill_with_a_finetuned_run(tmp_path, tiny):
     "The job notebook on tiny inputs with a run folder: base and fine-tuned scores equal those of the models saved"
-    import copy, papermill as pm, torch
+    import copy, torch
+    from smidilab.cli import run_stage
     from peft import LoraConfig, get_peft_model
     model, tok = tiny
     gen_dir, data_dir = write_demo_inputs(tmp_path/'in', FIXTURES)
@@ -178,10 +179,9 @@ def test_notebook_runs_under_papermill_with_a_finetuned_run(tmp_path, tiny):
     expected_tuned = completion_bits(lora, tok, test['prompt'], test['completion'], progress=False)[0].sum()
     lora.save_pretrained(run/'adapter'); base.config.save_pretrained(run/'adapter'); tok.save_pretrained(run/'tokenizer')
     TrainConfig(base_model='tiny', out_dir=str(run)).save(run/'run_config.json')
-    pm.execute_notebook(NBS/'10_evaluate.ipynb', tmp_path/'executed.ipynb', cwd=NBS, kernel_name='python3',
-                        progress_bar=False, parameters={'generated_dir': str(gen_dir), 'reference': str(data_dir),
-                                                        'out_dir': str(out), 'model': str(run), 'max_examples': 2,
-                                                        'ngram_samples': 2, 'ngram_sample_notes': 16})
+    assert run_stage('10_evaluate', tmp_path, log=False,
+                     parameters={'generated_dir': str(gen_dir), 'reference': str(data_dir), 'out_dir': str(out),
+                                 'model': str(run), 'max_examples': 2, 'ngram_samples': 2, 'ngram_sample_notes': 16}) == 0
     m = json.loads((out/'metrics.json').read_text())
     lk = m['likelihood']
     assert set(lk) == {'ngram', 'base', 'finetuned'} and m['inputs']['scored_examples'] == 2

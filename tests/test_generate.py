@@ -208,10 +208,10 @@ def test_prompt_from_a_guitar_pro_file(run_gen, tmp_path):
 
 def test_notebook_runs_under_papermill(tmp_path, run_dir):
     "The job notebook samples from the run it is given (not its demo model) into out_dir"
-    import papermill as pm
-    pm.execute_notebook(NBS/'09_generate.ipynb', tmp_path/'out.ipynb', cwd=NBS, progress_bar=False, kernel_name='python3',
-                        parameters={'model': str(run_dir), 'out_dir': str(tmp_path/'gen'), 'n': 1, 'batch_size': 1,
-                                    'max_new_tokens': 16, 'wav': False})
+    from smidilab.cli import run_stage
+    assert run_stage('09_generate', tmp_path, log=False,
+                     parameters={'model': str(run_dir), 'out_dir': str(tmp_path/'gen'), 'n': 1, 'batch_size': 1,
+                                 'max_new_tokens': 16, 'wav': False}) == 0
     result = json.loads((tmp_path/'gen'/'generation.json').read_text())
     assert result['settings']['run'] == str(run_dir) and result['config']['n'] == 1
     assert (tmp_path/'gen'/'sample_0.mid').exists()

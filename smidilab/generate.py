@@ -341,7 +341,7 @@ def load_generator(spec: str = 'tiny',  # run folder, 'tiny', 'smollm2' or an HF
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     return Generator(model.eval(), tok, settings)
 
-# %% ../nbs/09_generate.ipynb #9fe09ad9
+# %% ../nbs/09_generate.ipynb #c5754695
 def prompt_for(gen: Generator, notes_text: str, instrument: str | None = None) -> str:
     "The training-format prompt asking `gen`'s model to continue `notes_text` (instrument default: the run's)"
     system = system_prompt_for(gen.settings, instrument or gen.settings['instrument'])
@@ -359,12 +359,13 @@ def notes_prompt_text(notes: NoteTable, settings: dict) -> str:
     return notes_to_text(notes, bends=bends, dialect=settings['dialect'])
 
 def dataset_prompts(spec: str, k: int = 1) -> list[tuple[str, str]]:
-    "(prompt, instrument) of the first `k` examples of a dataset split; `spec` is 'data/NAME:SPLIT' (split default test)"
+    "(prompt, instrument) of the first `k` examples of each instrument of a dataset split ('data/NAME:SPLIT', default test)"
     from datasets import load_from_disk
     path, _, split = spec.rpartition(':') if ':' in Path(spec).name else (spec, '', 'test')
     ds = load_from_disk(str(path))[split]
-    ds = ds.select(range(min(k, len(ds))))
-    return list(zip(ds['prompt'], ds['instrument']))
+    instruments = ds['instrument']
+    rows = [i for inst in dict.fromkeys(instruments) for i in [j for j, x in enumerate(instruments) if x == inst][:k]]
+    return [(ds[i]['prompt'], instruments[i]) for i in rows]
 
 # %% ../nbs/09_generate.ipynb #4355217e
 class _Progress(StoppingCriteria):

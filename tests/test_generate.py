@@ -115,15 +115,16 @@ def test_every_file_reopens(gen, tmp_path):
             assert abs(w.getnframes() / w.getframerate() - music) < 1.0
 
 def test_prompts_from_a_dataset_split(gen, tmp_path):
-    "--from-dataset data/NAME:SPLIT takes the first examples' prompts as they are, each with its instrument"
+    "--from-dataset data/NAME:SPLIT takes the first examples' prompts of each instrument as they are"
     from datasets import Dataset, DatasetDict
-    rows = {'prompt': ['<|im_start|>user\np60:v80:d96:t96<|im_end|>\n', '<|im_start|>user\np40:v80:d96:t96<|im_end|>\n'],
-            'completion': ['p62:v80:d96:t96'] * 2, 'instrument': ['piano', 'bass']}
+    rows = {'prompt': ['<|im_start|>user\np60:v80:d96:t96<|im_end|>\n', '<|im_start|>user\np64:v80:d96:t96<|im_end|>\n',
+                       '<|im_start|>user\np40:v80:d96:t96<|im_end|>\n'],
+            'completion': ['p62:v80:d96:t96'] * 3, 'instrument': ['piano', 'piano', 'bass']}
     DatasetDict({'validation': Dataset.from_dict(rows)}).save_to_disk(str(tmp_path/'data'))
-    cfg = GenerateConfig(from_dataset=f"{tmp_path/'data'}:validation", n_prompts=2, n=1, batch_size=2, max_new_tokens=24,
+    cfg = GenerateConfig(from_dataset=f"{tmp_path/'data'}:validation", n_prompts=1, n=1, batch_size=2, max_new_tokens=24,
                          wav=False, out_dir=str(tmp_path/'gen'))
     result = generate(cfg, gen)
-    assert result['prompts'] == rows['prompt']
+    assert result['prompts'] == [rows['prompt'][0], rows['prompt'][2]]
     assert [s['instrument'] for s in result['samples']] == ['piano', 'bass']
     assert tuple(result['samples'][1]['grammar']['pitch']) == INSTRUMENT_PITCHES['bass']
     assert (tmp_path/'gen'/'sample_1.gp5').exists() and not (tmp_path/'gen'/'sample_0.gp5').exists()

@@ -1,4 +1,4 @@
-"Plots of smidilab.explore on tiny inputs, and the figures job notebook end to end (papermill, twice, same bytes)"
+"Plots of smidilab.explore on tiny inputs, and `smidilab figures` end to end (twice: same files, same bytes)"
 import io, json, os
 from pathlib import Path
 os.environ['HF_HUB_OFFLINE'] = '1'
@@ -8,7 +8,6 @@ from smidilab.explore import (piano_roll, plot_note_histograms, plot_bend_histog
                               plot_augmentation, dataset_summary, plot_tokens_per_note, plot_loss_curves, plot_metrics,
                               raw_bend_values, bend_contour, note_columns, save_figure, figure_style)
 
-REPO = Path(__file__).parents[1]
 FIXTURES = Path(__file__).parents[2]/'shared'/'fixtures'
 GP = FIXTURES/'guitarpro'
 
@@ -129,12 +128,12 @@ FIGURES = ['augmentation_modulate', 'augmentation_tempo', 'augmentation_transpos
            'loss_curves', 'note_histograms', 'piano_roll', 'tokens_per_note']
 
 
-def run_figures(out: Path, inputs: Path):
-    import papermill as pm
-    params = {'out_dir': str(out), 'run_dir': str(inputs), 'eval_dir': str(inputs), 'tokens_json': str(inputs/'tokens.json')}
-    pm.execute_notebook(str(REPO/'nbs'/'11_figures.ipynb'), str(out.parent/f'{out.name}.ipynb'), parameters=params,
-                        kernel_name='python3', cwd=str(REPO/'nbs'), progress_bar=False)
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
+def run_figures(out: Path, inputs: Path) -> dict:
+    "`smidilab figures -o out` with a run, an evaluation and a tokens table; the bytes of each figure file"
+    from smidilab.cli import main
+    params = {'run_dir': inputs, 'eval_dir': inputs, 'tokens_json': inputs/'tokens.json'}
+    assert main(['figures', '-o', str(out)] + [x for k, v in params.items() for x in ('-p', k, str(v))]) == 0
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != '11_figures.ipynb'}  # the executed job
 
 
 def test_figures_notebook_is_complete_and_reproducible(tmp_path):

@@ -86,12 +86,12 @@ def _check_keys(d: dict) -> dict:
             raise SmidiError(f"unknown train setting {k!r}" + (f" (did you mean {close[0]!r}?)" if close else ''))
     return d
 
-# %% ../nbs/08_train.ipynb #752210fe
+# %% ../nbs/08_train.ipynb #8fe9907f
 PRESETS = {
     'tiny': {},
-    'cpu': dict(base_model='smollm2', lora_r=16, lora_alpha=16, learning_rate=1e-3, warmup=0.1, max_seq_length=512,
-                precision='bf16', max_steps=36, global_batch_size=2, max_device_batch_size=2, max_eval_samples=16,
-                eval_steps=0, logging_steps=2, save_steps=12),
+    'cpu': dict(base_model='smollm2', lora_r=16, lora_alpha=16, learning_rate=1e-3, warmup=0.1, max_seq_length=1024,
+                precision='bf16', max_steps=30, global_batch_size=1, max_device_batch_size=1, max_eval_samples=4,
+                eval_steps=0, logging_steps=2, save_steps=10),
     'paper': dict(base_model='meta-llama/Llama-2-7b-hf', backend='qlora', lora_r=16, lora_alpha=16, lora_dropout=0.05,
                   max_seq_length=16384, rope_factor=4.0, gradient_checkpointing=True, learning_rate=2e-4,
                   warmup=0.03, epochs=3.0, max_steps=0, global_batch_size=16, max_device_batch_size=1, gpus=8,
@@ -289,7 +289,7 @@ def load_model(cfg: TrainConfig, tokenizer):
     if len(tokenizer) == len(base_tok): return model, lora_config(cfg)
     return model, lora_config(cfg, **extension_peft_kwargs(model, resize_embeddings(model, base_tok, tokenizer)))
 
-# %% ../nbs/08_train.ipynb #a1eb042e
+# %% ../nbs/08_train.ipynb #6ba8a81d
 def world_size() -> int:
     "Number of processes of this run (WORLD_SIZE under accelerate/torchrun, else 1)"
     return int(os.environ.get('WORLD_SIZE', 1))
@@ -307,6 +307,7 @@ def sft_config(cfg: TrainConfig):
         eval_on_start=not (cfg.resume and last_checkpoint(cfg.out_dir)), save_strategy='steps' if cfg.save_steps else 'no', save_steps=cfg.save_steps or 500,
         save_total_limit=cfg.save_total_limit, seed=cfg.seed, bf16=use_bf16(cfg.precision),
         use_cpu=not torch.cuda.is_available(), activation_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing_kwargs={'use_reentrant': False} if cfg.gradient_checkpointing else None,
         max_length=cfg.max_seq_length, packing=False, completion_only_loss=True, report_to='none',
         ddp_find_unused_parameters=False if world_size() > 1 else None, disable_tqdm=False)
 

@@ -82,9 +82,9 @@ def test_completion_only_labels(trained):
     assert tok.decode(ids[:n_prompt]) == ex['prompt']
 
 def test_qlora_on_cpu(runs, toy):
-    "QLoRA (NF4 + double quantization) trains the tiny model on CPU, and reloads 4-bit with the same logits"
+    "QLoRA (NF4 + double quantization, gradient checkpointing) trains the tiny model on CPU, reloads 4-bit, same logits"
     import bitsandbytes as bnb
-    cfg = tiny(runs, 'qlora', dataset=toy, backend='qlora', max_steps=2, save_steps=0)
+    cfg = tiny(runs, 'qlora', dataset=toy, backend='qlora', gradient_checkpointing=True, max_steps=2, save_steps=0)
     trainer = train(cfg)
     q = [p for p in trainer.model.parameters() if isinstance(p, bnb.nn.Params4bit)]
     assert len(q) == 14 and q[0].quant_type == 'nf4' and q[0].quant_state.nested  # 7 linears x 2 layers; nested = double quant

@@ -22,7 +22,7 @@ __all__ = ['RUN_INFO_KEYS', 'PRESETS', 'SCALE', 'TINY_LLAMA', 'TrainConfig', 'ma
            'read_metrics', 'plot_loss', 'save_run', 'load_run', 'launch_command', 'run_streamed', 'run_training',
            'main']
 
-# %% ../nbs/08_train.ipynb #12253ba6
+# %% ../nbs/08_train.ipynb #5c4b36af
 @dataclass
 class TrainConfig:
     "Every setting of a training run; defaults are the `tiny` preset"
@@ -75,7 +75,7 @@ class TrainConfig:
     @classmethod
     def load(cls, path) -> TrainConfig: return cls.from_dict(json.loads(Path(path).read_text()))
 
-RUN_INFO_KEYS = ('rope_parameters', 'max_position_embeddings', 'dialect', 'ticks_per_second', 'bends',
+RUN_INFO_KEYS = ('rope_parameters', 'max_position_embeddings', 'base_vocab_size', 'dialect', 'ticks_per_second', 'bends',
                  'per_device_batch_size', 'grad_accum', 'base_path')
 
 def _check_keys(d: dict) -> dict:
@@ -334,7 +334,7 @@ def build_trainer(cfg: TrainConfig, model, tokenizer, peft_config=None, callback
     return cls(model=model, args=sft_config(cfg), train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
                peft_config=peft_config, callbacks=list(callbacks))
 
-# %% ../nbs/08_train.ipynb #f1affd0c
+# %% ../nbs/08_train.ipynb #01400af0
 def prepare_run(cfg: TrainConfig) -> TrainConfig:
     "`cfg` with out_dir and dataset filled in and checked; writes the tiny base and out_dir/run_config.json"
     out = Path(cfg.out_dir or tempfile.mkdtemp(prefix='smidilab-run-'))
@@ -363,7 +363,8 @@ def save_run_config(cfg: TrainConfig, config) -> Path:
     m = read_manifest(cfg.dataset)
     plan = batch_plan(cfg.global_batch_size, cfg.max_device_batch_size, cfg.gpus)
     return cfg.save(Path(cfg.out_dir)/'run_config.json', rope_parameters=config.rope_parameters,
-                    max_position_embeddings=config.max_position_embeddings, dialect=m.get('dialect'),
+                    max_position_embeddings=config.max_position_embeddings, base_vocab_size=config.vocab_size,
+                    dialect=m.get('dialect'),
                     ticks_per_second=m.get('ticks_per_second'), bends=m.get('bends'),
                     per_device_batch_size=plan[0], grad_accum=plan[1], base_path=base_source(cfg)[0])
 
@@ -448,7 +449,7 @@ def save_run(trainer, tokenizer, cfg: TrainConfig) -> Path:
     plot_loss(rows, f'{cfg.preset}: {cfg.base_model}, {cfg.backend}').savefig(out/'loss.png', dpi=120)
     return out
 
-# %% ../nbs/08_train.ipynb #7e61fb1a
+# %% ../nbs/08_train.ipynb #d246067f
 def load_run(run_dir, # a run folder written by `train`
              merge: bool = False # merge the LoRA weights into the base (faster sampling; not for 4-bit bases)
             ) -> tuple:
@@ -456,10 +457,12 @@ def load_run(run_dir, # a run folder written by `train`
     from peft import PeftModel
     from transformers import AutoConfig, AutoTokenizer
     run = Path(run_dir)
-    cfg = TrainConfig.load(run/'run_config.json')
-    tokenizer = AutoTokenizer.from_pretrained(run/'tokenizer')
+    info = json.loads((run/'run_config.json').read_text())
+    cfg, tokenizer = TrainConfig.from_dict(info), AutoTokenizer.from_pretrained(run/'tokenizer')
     cfg = TrainConfig(**cfg.to_dict() | {'out_dir': str(run), 'backend': 'qlora' if cfg.backend == 'qlora' else 'peft'})
-    model = load_base(cfg, _without_quantization(AutoConfig.from_pretrained(run/'adapter')))
+    config = _without_quantization(AutoConfig.from_pretrained(run/'adapter'))
+    config.vocab_size = info.get('base_vocab_size', config.vocab_size)  # the base's; the extension is resized below
+    model = load_base(cfg, config)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]: model.resize_token_embeddings(len(tokenizer))
     model = PeftModel.from_pretrained(model, run/'adapter')
     return (model.merge_and_unload() if merge else model).eval(), tokenizer

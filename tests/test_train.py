@@ -156,3 +156,15 @@ def test_bad_configs(toy, tmp_path):
         prepare_run(make_config(dataset=toy, out_dir=str(tmp_path/'r'), max_seq_length=4096))
     if not torch.cuda.is_available():
         with pytest.raises(SmidiError, match='CUDA'): load_unsloth(make_config(backend='unsloth'))
+
+def test_extended_vocabulary(runs, toy):
+    "extend_vocab adds whole-field tokens: their embedding rows train, and the run reloads with the same logits"
+    cfg = tiny(runs, 'extended', dataset=toy, extend_vocab=True, max_steps=2, save_steps=0)
+    trainer = train(cfg)
+    model, tok = load_run(cfg.out_dir)
+    base = run_tokenizer(make_config(dataset=toy))
+    assert len(tok) > len(base) and len(tok.tokenize('p60:v80:d96:t96')) < len(base.tokenize('p60:v80:d96:t96'))
+    assert model.get_input_embeddings().weight.shape[0] >= len(tok)
+    ids = _ids(tok)
+    trainer.model.eval()
+    with torch.no_grad(): torch.testing.assert_close(model(ids).logits, trainer.model(ids).logits)

@@ -269,7 +269,7 @@ def cmd_decode(a) -> int:
     print(_summary(report, 'decoded'))
     return _exit_code(report)
 
-# %% ../nbs/12_cli.ipynb #5b9fe867
+# %% ../nbs/12_cli.ipynb #a713126d
 def _absolute(paths): return [str(Path(p).resolve()) for p in paths or []]
 
 def cmd_prepare(a) -> int:
@@ -278,12 +278,12 @@ def cmd_prepare(a) -> int:
     return run_stage('07_dataset', a.output, params | pairs_to_params(a.param))
 
 def cmd_train(a) -> int:
-    params = dict(preset=a.preset, gpus=a.gpus) | pairs_to_params(a.param)
+    # -p pairs go in as `overrides`, which the notebook checks against TrainConfig: a misspelt key fails loudly
+    overrides = pairs_to_params(a.param)
+    overrides['out_dir'] = overrides.get('out_dir') or str(Path('outputs/runs') / time.strftime('%Y%m%d-%H%M%S'))
     for k in ('dataset', 'out_dir'):
-        if k in params: params[k] = str(Path(params[k]).resolve())
-    out = params.get('out_dir') or str(Path('outputs/runs') / time.strftime('%Y%m%d-%H%M%S'))
-    params['out_dir'] = str(Path(out).resolve())
-    return run_stage('08_train', out, params)
+        if overrides.get(k): overrides[k] = str(Path(overrides[k]).resolve())
+    return run_stage('08_train', overrides['out_dir'], dict(preset=a.preset, gpus=a.gpus, overrides=overrides))
 
 # %% ../nbs/12_cli.ipynb #a560fff3
 def cmd_generate(a) -> int:

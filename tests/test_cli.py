@@ -88,3 +88,10 @@ def test_reference_data_grid(tmp_path):
     assert smidilab('decode', tmp_path / 'ref.txt', '-o', tmp_path / 'o', '--ticks-per-second', '768', '--strict').returncode == 0
     notes = text_to_notes(row['response'], ticks_per_second=768)
     assert abs(mido.MidiFile(tmp_path / 'o' / 'ref.mid').length - max(notes.end, notes.last_offset) / 768) < 0.01
+
+
+def test_train_rejects_a_misspelt_parameter(tmp_path):
+    r = smidilab('train', '--preset', 'tiny', '-p', 'lora_rank', '4', '-p', 'out_dir', tmp_path / 'run')
+    assert r.returncode == 1
+    assert "unknown train setting 'lora_rank'" in r.stderr and "lora_r" in r.stderr
+    assert (tmp_path / 'run' / '08_train.ipynb').exists()     # the executed notebook is kept beside the run

@@ -449,7 +449,7 @@ def save_run(trainer, tokenizer, cfg: TrainConfig) -> Path:
     plot_loss(rows, f'{cfg.preset}: {cfg.base_model}, {cfg.backend}').savefig(out/'loss.png', dpi=120)
     return out
 
-# %% ../nbs/08_train.ipynb #d246067f
+# %% ../nbs/08_train.ipynb #09a3e938
 def load_run(run_dir, # a run folder written by `train`
              merge: bool = False # merge the LoRA weights into the base (faster sampling; not for 4-bit bases)
             ) -> tuple:
@@ -462,6 +462,7 @@ def load_run(run_dir, # a run folder written by `train`
     cfg = TrainConfig(**cfg.to_dict() | {'out_dir': str(run), 'backend': 'qlora' if cfg.backend == 'qlora' else 'peft'})
     config = _without_quantization(AutoConfig.from_pretrained(run/'adapter'))
     config.vocab_size = info.get('base_vocab_size', config.vocab_size)  # the base's; the extension is resized below
+    config.use_cache = True  # training saved False (no KV cache with checkpointing): sampling without it is ~30x slower
     model = load_base(cfg, config)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]: model.resize_token_embeddings(len(tokenizer))
     model = PeftModel.from_pretrained(model, run/'adapter')

@@ -48,6 +48,7 @@ def test_reload_same_logits(trained):
     "The run reloaded from its folder gives the trained model's logits"
     cfg, trainer = trained
     model, tok = load_run(cfg.out_dir)
+    assert model.config.use_cache  # sampling from a reloaded run uses the KV cache
     ids = _ids(tok)
     trainer.model.eval()
     with torch.no_grad(): expected, got = trainer.model(ids).logits, model(ids).logits

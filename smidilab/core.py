@@ -160,7 +160,11 @@ def notes_from_dict(d: dict) -> NoteTable:
     "The `NoteTable` saved by `notes_to_dict`"
     return NoteTable(**{k: d[k] for k in COLUMNS + META if k in d}, curve=d.get('curve'))
 
-# %% ../nbs/00_core.ipynb #1a9087b1
+# %% ../nbs/00_core.ipynb #210ce7ef
+def _umask() -> int:
+    mask = os.umask(0); os.umask(mask)
+    return mask
+
 @contextmanager
 def atomic_path(path, overwrite: bool = True):
     "Yield a temporary path beside `path`; on success it is renamed to `path`, on error removed"
@@ -171,6 +175,7 @@ def atomic_path(path, overwrite: bool = True):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should look like any file the user writes
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -56,11 +56,11 @@ def encode_files(inputs: list,                       # files or folders of .mid/
     write_json(out_dir / 'report.json', report)
     return report
 
-# %% ../nbs/12_cli.ipynb #36f9131a
+# %% ../nbs/12_cli.ipynb #f0389ddb
 FORMATS = ('mid', 'wav', 'png', 'gp5')
 
 def _decode_one(path, ticks_per_second, strict, dialect, formats, out_dir, bend_range, instrument):
-    from smidilab.generate import export_notes
+    from smidilab.explore import export_notes
     text, meta = Path(path).read_text(encoding='utf-8', errors='replace'), dict(ticks_per_second=ticks_per_second,
                  bend_range=bend_range, source=str(path), instrument=instrument)
     if strict: notes, parse = text_to_notes(text, dialect=dialect, **meta), None
@@ -148,10 +148,10 @@ def pairs_to_params(pairs) -> dict:
     "Parameters from `[[key, value], ...]` command-line pairs"
     return {k: parse_value(v) for k, v in (pairs or [])}
 
-# %% ../nbs/12_cli.ipynb #c53f6066
+# %% ../nbs/12_cli.ipynb #a9292027
 RUN_PRESETS = {
     'tiny':  dict(tokenizer='smollm2', max_tokens=512, augment=1, n=2, max_new_tokens=48, max_examples=4),
-    'cpu':   dict(tokenizer='smollm2', max_tokens=1024, augment=3, n=2, max_new_tokens=256, max_examples=4),
+    'cpu':   dict(tokenizer='smollm2', max_tokens=1024, augment=3, n=2, max_new_tokens=192, max_examples=4, max_steps=20),
     'paper': dict(tokenizer='meta-llama/Llama-2-7b-hf', max_tokens=16384, augment=3, n=8, max_new_tokens=4096,
                   max_examples=256),
 }
@@ -163,8 +163,8 @@ def pipeline_stages(preset: str, out: Path, midi: list, gp: list) -> list[tuple[
     return [
         ('prepare', '07_dataset', dict(midi_dirs=midi, gp_dirs=gp, out_dir=d['data'], tokenizer=p['tokenizer'],
                                        max_tokens=p['max_tokens'], augment=p['augment'])),
-        ('train', '08_train', dict(preset=preset, dataset=d['data'], out_dir=d['run'])),
-        ('generate', '09_generate', dict(model=d['run'], from_dataset=f"{d['data']}:test", n=p['n'],
+        ('train', '08_train', dict(preset=preset, dataset=d['data'], out_dir=d['run'], max_steps=p.get('max_steps'))),
+        ('generate', '09_generate', dict(model=d['run'], from_dataset=f"{d['data']}:test", n=p['n'], num_threads=0,
                                          max_new_tokens=p['max_new_tokens'], out_dir=d['generated'])),
         ('evaluate', '10_evaluate', dict(generated_dir=d['generated'], reference=d['data'], model=d['run'],
                                          max_examples=p['max_examples'], out_dir=d['evaluation'])),

@@ -25,11 +25,16 @@ def test_imports_flow_from_lower_to_higher_stages():
             assert numbers[u] < numbers[m.stem], f'{m.stem} ({numbers[m.stem]}) imports later stage {u} ({numbers[u]})'
 
 
-def test_codec_path_does_not_import_torch():
-    code = ('import sys, smidilab.cli, smidilab.codec, smidilab.midi, smidilab.guitarpro; '
+def test_codec_path_does_not_import_torch(tmp_path):
+    "encode and decode (all formats) run without importing torch or transformers: they must start fast"
+    (tmp_path / 'a.txt').write_text('p60:v80:d96:t96 p64:v80:d96:t96:b27')
+    code = ('import sys; from smidilab.cli import main; '
+            f'code = main(["decode", "{tmp_path / "a.txt"}", "-o", "{tmp_path / "o"}", "--to", "mid,png,gp5,wav"]); '
+            f'code |= main(["encode", "{tmp_path / "o"}", "-o", "{tmp_path / "t"}"]); '
             'heavy = [m for m in ("torch", "transformers", "trl", "peft", "datasets") if m in sys.modules]; '
-            'assert not heavy, heavy')
+            'assert not heavy and code == 0, (heavy, code)')
     subprocess.run([sys.executable, '-c', code], check=True)
+    assert (tmp_path / 'o' / 'a.gp5').exists() and (tmp_path / 't' / 'a.txt').exists()
 
 
 def test_package_matches_notebooks(tmp_path):

@@ -195,12 +195,12 @@ def run_pipeline(preset: str = 'cpu', out_dir='outputs/run-default', midi: list 
     print(f"done: {out / 'summary.md'}")
     return 0
 
-# %% ../nbs/12_cli.ipynb #c78f8422
-def _loss_first_last(csv_path: Path) -> str | None:
-    "'first → last' training loss of a run's metrics.csv"
+# %% ../nbs/12_cli.ipynb #5128f204
+def _loss_first_last(csv_path: Path, column: str = 'loss') -> str | None:
+    "'first → last' value of a loss column of a run's metrics.csv"
     import csv
     if not csv_path.exists(): return None
-    losses = [float(r['loss']) for r in csv.DictReader(csv_path.open()) if r.get('loss')]
+    losses = [float(r[column]) for r in csv.DictReader(csv_path.open()) if r.get(column)]
     return f'{losses[0]:.3f} → {losses[-1]:.3f}' if losses else None
 
 def _bits(lik: dict) -> str | None:
@@ -218,6 +218,7 @@ def _headline(out: Path, done: dict) -> list[tuple[str, object]]:
             ('tokens per answer note', round(base['tokens'] / base['notes'], 2) if base.get('notes') else None),
             ('training minutes', round(done['train'] / 60, 2) if 'train' in done else None),
             ('training loss first → last', _loss_first_last(out / 'run' / 'metrics.csv')),
+            ('validation loss before → after', _loss_first_last(out / 'run' / 'metrics.csv', 'eval_loss')),
             ('notes generated', gen.get('notes_total')), ('share of valid notes', gen.get('valid_share')),
             ('bits per note on test answers', _bits(lik))]
 

@@ -48,7 +48,7 @@ def test_artefacts_reopen(run_dir):
 def test_summary_states_the_headline_numbers(run_dir):
     summary = (run_dir / 'summary.md').read_text()
     for row in ['examples train / validation / test', 'notes in the dataset', 'tokens per answer note', 'training minutes',
-                'training loss first → last', 'notes generated', 'share of valid notes', 'bits per note on test answers']:
+                'training loss first → last', 'validation loss before → after', 'notes generated', 'share of valid notes', 'bits per note on test answers']:
         assert f'| {row} |' in summary, row
     assert '(finetuned)' in summary and '(base)' in summary and '(ngram)' in summary
     assert '[generation.json](generated/generation.json)' in summary

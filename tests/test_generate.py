@@ -187,8 +187,8 @@ def test_constraint_with_the_llama2_tokenizer(dialect):
 
 def test_missing_fluidsynth_is_reported(gen, tmp_path, monkeypatch):
     "Without FluidSynth the WAV step says so in generation.json and every other file is still written"
-    import smidilab.generate as G
-    monkeypatch.setattr(G.shutil, 'which', lambda name: None)
+    import smidilab.explore as E   # the exporters (shared with `smidilab decode`) live in explore
+    monkeypatch.setattr(E.shutil, 'which', lambda name: None)
     result = generate(GenerateConfig(n=1, batch_size=1, max_new_tokens=16, out_dir=str(tmp_path)), gen)
     s = result['samples'][0]
     assert 'FluidSynth is not installed' in s['errors']['wav']

@@ -16,8 +16,8 @@ import numpy as np
 __all__ = ['DEFAULT_TICKS_PER_SECOND', 'DEFAULT_BEND_RANGE', 'NO_BEND', 'MAX_BEND', 'INSTRUMENTS', 'MIDI_EXTS', 'GP_EXTS',
            'COLUMNS', 'LIMITS', 'META', 'SmidiError', 'InputFileError', 'NoteTable', 'take', 'with_columns',
            'canonical_order', 'canonical', 'notes_equal', 'concat_notes', 'shift_to_zero', 'check_notes',
-           'notes_to_dict', 'notes_from_dict', 'atomic_path', 'atomic_write', 'write_json', 'find_inputs', 'FileResult',
-           'convert_one', 'convert_files', 'report_entry']
+           'notes_to_dict', 'notes_from_dict', 'atomic_path', 'atomic_write', 'write_json', 'find_inputs',
+           'optional_file', 'FileResult', 'convert_one', 'convert_files', 'report_entry']
 
 # %% ../nbs/00_core.ipynb #0131bb72
 DEFAULT_TICKS_PER_SECOND = 192  # 1 tick = 5.208 ms, the value the study's prompt states
@@ -201,6 +201,16 @@ def find_inputs(paths: Iterable, exts: Sequence[str] = MIDI_EXTS + GP_EXTS) -> l
         elif p.is_file(): found.append(p)
         else: raise FileNotFoundError(f"{p}: no such file or folder")
     return list(dict.fromkeys(found))
+
+# %% ../nbs/00_core.ipynb #1c4b323d
+def optional_file(path,           # a file or folder that may be absent
+                  what: str = ''  # what is skipped without it
+                 ) -> Path | None:
+    "`path` if it exists; else `None`, after printing one line naming what is skipped and the missing path"
+    path = Path(path)
+    if path.exists(): return path
+    print(f"skipped{' ' + what if what else ''}: {path} is not available (it is not distributed with smidilab)")
+    return None
 
 # %% ../nbs/00_core.ipynb #999c9df9
 @dataclass

@@ -5,7 +5,7 @@ import mido
 import pytest
 from smidilab.codec import text_to_notes
 from smidilab.cli import main
-from conftest import FIXTURES, need
+from conftest import FIXTURES, SEED, need
 
 SMIDILAB = [sys.executable, '-m', 'smidilab.cli']
 
@@ -83,7 +83,7 @@ def test_usage_errors_exit_2(tmp_path):
 
 def test_reference_data_grid(tmp_path):
     "--ticks-per-second 768 reads the study's data grid: a response decodes to a MIDI of the right length in seconds"
-    row = json.loads(need(FIXTURES / 'seed' / 'test.jsonl').read_text().splitlines()[0])
+    row = json.loads(need(SEED / 'test.jsonl').read_text().splitlines()[0])
     (tmp_path / 'ref.txt').write_text(row['response'])
     assert smidilab('decode', tmp_path / 'ref.txt', '-o', tmp_path / 'o', '--ticks-per-second', '768', '--strict').returncode == 0
     notes = text_to_notes(row['response'], ticks_per_second=768)

@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st, HealthCheck
 from smidilab.core import NoteTable, canonical, NO_BEND
 from smidilab.codec import (notes_to_text, text_to_notes, parse_text, convert_dialect, quantize_bend,
                             dequantize_bend, ParseError)
-from conftest import FIXTURES, need
+from conftest import SEED, need
 
 
 @st.composite
@@ -92,14 +92,14 @@ def test_bend_quantizer_every_value():
 
 def test_reference_jsonl_parses_strictly():
     "All 1084 prompt/response pairs of the study's test split parse strictly: 192,752 notes in all (768 ticks/s)"
-    rows = [json.loads(l) for l in need(FIXTURES / 'seed' / 'test.jsonl').read_text().splitlines()]
+    rows = [json.loads(l) for l in need(SEED / 'test.jsonl').read_text().splitlines()]
     assert len(rows) == 1084
     total = sum(len(text_to_notes(r[k], ticks_per_second=768)) for r in rows for k in ('prompt', 'response'))
     assert total == 192_752
 
 
 def test_reference_generation_parses_leniently():
-    text = need(FIXTURES / 'seed' / 'generated_example.txt').read_text()
+    text = need(SEED / 'generated_example.txt').read_text()
     notes, report = parse_text(text, ticks_per_second=768)
     assert len(notes) == len(text.split()) - len(report.dropped)
     assert len(notes) > 900

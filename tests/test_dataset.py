@@ -14,7 +14,7 @@ from smidilab.dataset import (DatasetConfig, SPLITS, FEATURES, TokenCounter, bui
 from smidilab.tokens import load_tokenizer
 
 REPO = Path(__file__).parents[1]
-LLAMA2 = Path(__file__).parents[2]/'shared'/'tokenizers'/'llama2'/'tokenizer.model'
+from conftest import LLAMA2, need
 PIECES = ['bach/bwv66.6', 'bach/bwv10.7', 'bach/bwv101.7', 'bach/bwv1.6']
 
 @pytest.fixture(scope='module')
@@ -88,7 +88,7 @@ def test_budget_with_smollm2(built):
 
 def test_budget_with_llama2_checked_by_sentencepiece(inputs, tmp_path):
     import sentencepiece as spm
-    cfg = config(inputs, tmp_path/'ds', tokenizer=str(LLAMA2), max_tokens=700, augment=1)
+    cfg = config(inputs, tmp_path/'ds', tokenizer=str(need(LLAMA2)), max_tokens=700, augment=1)
     build_dataset(cfg, progress=False)
     sp = spm.SentencePieceProcessor(model_file=str(LLAMA2))
     data = rows(cfg.out_dir)
@@ -99,7 +99,7 @@ def test_budget_with_llama2_checked_by_sentencepiece(inputs, tmp_path):
 
 def test_prompt_tokens_are_a_prefix_of_the_example():
     "TRL masks the prompt by its own tokenization: it must be a prefix of the whole example's"
-    for tok in (load_tokenizer('smollm2'), load_tokenizer(str(LLAMA2))):
+    for tok in (load_tokenizer('smollm2'), load_tokenizer(str(need(LLAMA2)))):
         system = build_system_prompt('piano')
         prompt = build_prompt(system, 'p60:v80:d96:t96 p62:v80:d96:t96', tok)
         whole = tok(prompt + build_completion('p64:v80:d96:t96', tok))['input_ids']
@@ -188,7 +188,7 @@ def test_compact_dialect_fits_and_parses(inputs, tmp_path):
         assert 'without separators' in r['prompt']
 
 def test_field_counts_equal_whole_word_counts():
-    tok = load_tokenizer(str(LLAMA2))
+    tok = load_tokenizer(str(need(LLAMA2)))
     words = [f'p{p}:v{v}:d{d}:t{t}:b{b}' for p, v, d, t, b in
              zip(range(0, 128, 3), range(1, 128, 3), range(0, 40000, 931), range(0, 90000, 2111), range(0, 46))]
     words += ['p60v80d96t96b34', 'p61d5', 'GAP']

@@ -12,7 +12,7 @@ from smidilab.evaluate import *
 from smidilab.generate import load_generator
 from smidilab.train import TrainConfig
 
-FIXTURES = Path(__file__).parents[2]/'shared'/'fixtures'
+from conftest import SEED, need
 NBS = Path(__file__).parents[1]/'nbs'
 
 
@@ -89,7 +89,7 @@ def test_repetition_rate():
 
 @pytest.fixture(scope='module')
 def seed_pieces():
-    rows = [json.loads(l) for l in (FIXTURES/'seed'/'test.jsonl').read_text().splitlines()[:60]]
+    rows = [json.loads(l) for l in need(SEED/'test.jsonl').read_text().splitlines()[:60]]
     return [note_symbols(parse_text(r['response'], ticks_per_second=768)[0]) for r in rows]
 
 
@@ -164,7 +164,7 @@ def test_notebook_runs_under_papermill_with_a_finetuned_run(tmp_path, tiny):
     from smidilab.cli import run_stage
     from peft import LoraConfig, get_peft_model
     model, tok = tiny
-    gen_dir, data_dir = write_demo_inputs(tmp_path/'in', FIXTURES)
+    gen_dir, data_dir = write_demo_inputs(tmp_path/'in', need(SEED).parent)
     test = load_reference(data_dir)[0]['test'][:2]
     run, out = tmp_path/'run', tmp_path/'out'
     base = copy.deepcopy(model)
@@ -199,7 +199,7 @@ def test_notebook_runs_under_papermill_with_a_finetuned_run(tmp_path, tiny):
 def test_job_with_an_empty_test_split(tmp_path):
     "A tiny corpus can leave the test split empty: the job still writes its report, with missing values as –"
     from datasets import Dataset, DatasetDict, load_from_disk
-    gen_dir, data_dir = write_demo_inputs(tmp_path/'in', FIXTURES)
+    gen_dir, data_dir = write_demo_inputs(tmp_path/'in', need(SEED).parent)
     ds = load_from_disk(str(data_dir))
     empty = DatasetDict({'train': ds['train'], 'test': ds['test'].select([])})
     empty.save_to_disk(str(tmp_path/'empty'), num_shards={'train': 1, 'test': 1})  # as 07_dataset saves it

@@ -8,7 +8,7 @@ from smidilab.explore import (piano_roll, plot_note_histograms, plot_bend_histog
                               plot_augmentation, dataset_summary, plot_tokens_per_note, plot_loss_curves, plot_metrics,
                               raw_bend_values, bend_contour, note_columns, save_figure, figure_style)
 
-FIXTURES = Path(__file__).parents[2]/'shared'/'fixtures'
+from conftest import FIXTURES
 GP = FIXTURES/'guitarpro'
 
 # two notes of a guitar: an unbent E4, then an A4 bent a whole tone (b=38: x=12288, +2 semitones at ±4)
@@ -65,7 +65,6 @@ def test_bend_histograms_from_raw_values():
     assert [i for i, p in enumerate(ax_b.patches) if p.get_height()] == [38]
 
 
-@pytest.mark.skipif(not (GP/'gp2midi'/'test_gp5.mid').exists(), reason='shared fixtures not present')
 def test_raw_bend_values_of_a_guitar_midi_fixture():
     raw = raw_bend_values(GP/'gp2midi'/'test_gp5.mid')
     assert len(raw) > 0 and raw.min() >= 0 and raw.max() <= 16383 and (raw != 8192).any()
@@ -95,7 +94,6 @@ def test_dataset_summary_counts():
     assert df.group.tolist() == ['a', 'b']
 
 
-@pytest.mark.skipif(not GP.exists(), reason='shared fixtures not present')
 def test_dataset_summary_of_a_folder_counts_failures(tmp_path):
     pytest.importorskip('smidilab.guitarpro')
     for name in ('Effects.gp5', 'Demo v5.gp5'): (tmp_path/name).symlink_to(GP/'pyguitarpro'/name)

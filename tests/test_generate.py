@@ -166,12 +166,12 @@ def test_same_tokens_as_xgrammar(gen):
     from smidilab.generate import NoteConstraint
     assert run(NoteConstraint(gen.tokenizer, bench.GRAMMAR)) == run(xgr.contrib.hf.LogitsProcessor(compiled))
 
-LLAMA2 = Path(__file__).parents[2]/'shared'/'tokenizers'/'llama2'/'tokenizer.model'
+from conftest import FIXTURES, LLAMA2, need
 
 @pytest.mark.parametrize('dialect', ['paper', 'compact'])
 def test_constraint_with_the_llama2_tokenizer(dialect):
     "The study's SentencePiece tokenizer (leading-space pieces, byte fallback): random scores still write valid notes"
-    if not LLAMA2.exists(): pytest.skip('no Llama-2 tokenizer fixture')
+    need(LLAMA2)
     from smidilab.tokens import load_tokenizer
     from smidilab.generate import NoteConstraint
     tok, g = load_tokenizer(str(LLAMA2)), NoteGrammar(dialect)
@@ -197,7 +197,7 @@ def test_missing_fluidsynth_is_reported(gen, tmp_path, monkeypatch):
 def test_prompt_from_a_guitar_pro_file(run_gen, tmp_path):
     "A GP5 file's first notes make the prompt; its instrument (guitar) picks the persona, pitch range and GP5 export"
     from smidilab.dataset import PERSONAS
-    gp5 = Path(__file__).parents[2]/'shared'/'fixtures'/'guitarpro'/'gp2midi'/'test_gp5.gp5'
+    gp5 = FIXTURES/'guitarpro'/'gp2midi'/'test_gp5.gp5'
     cfg = GenerateConfig(prompt_file=str(gp5), prompt_notes=6, n=1, batch_size=1, max_new_tokens=24, wav=False,
                          out_dir=str(tmp_path))
     result = generate(cfg, run_gen)

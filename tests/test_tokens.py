@@ -4,15 +4,14 @@ from functools import lru_cache
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
-from conftest import FIXTURES, SHARED, need
+from conftest import SEED as SEED_DIR, SHARED, LLAMA2, need
 
 from smidilab.core import NoteTable
 from smidilab.codec import notes_to_text, text_to_notes, convert_dialect
 from smidilab.tokens import *
 from smidilab.tokens import _spm_proto
 
-LLAMA2 = SHARED/'tokenizers'/'llama2'/'tokenizer.model'
-SEED = FIXTURES/'seed'/'test.jsonl'
+SEED = SEED_DIR/'test.jsonl'
 
 
 def _random_strings(n, seed=0, alphabet='pvdtb:-0123456789 \n\tabcXYZé€😀▁'):

@@ -13,7 +13,8 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]
 from smidilab.core import find_inputs, GP_EXTS, InputFileError
 from smidilab.codec import notes_to_text
-from smidilab.guitarpro import read_gp, write_gp5
+from smidilab.guitarpro import read_gp
+from smidilab.tablature import write_gp5
 
 DEFAULT = Path(__file__).resolve().parents[2] / 'shared' / 'fixtures' / 'guitarpro'
 

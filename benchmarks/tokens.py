@@ -18,6 +18,7 @@ os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 from smidilab.core import find_inputs, convert_files, write_json
 from smidilab.codec import notes_to_text
 from smidilab.tokens import *
+from smidilab.corpus import read_chorales
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent/'shared'

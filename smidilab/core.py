@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #b00917b0
 from __future__ import annotations
-import json, multiprocessing, os, tempfile, traceback
+import dataclasses, difflib, json, multiprocessing, os, tempfile, traceback
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict, replace
@@ -17,7 +17,8 @@ __all__ = ['DEFAULT_TICKS_PER_SECOND', 'DEFAULT_BEND_RANGE', 'NO_BEND', 'MAX_BEN
            'COLUMNS', 'LIMITS', 'META', 'SmidiError', 'InputFileError', 'NoteTable', 'take', 'with_columns',
            'canonical_order', 'canonical', 'notes_equal', 'concat_notes', 'shift_to_zero', 'check_notes',
            'notes_to_dict', 'notes_from_dict', 'atomic_path', 'atomic_write', 'write_json', 'find_inputs',
-           'optional_file', 'FileResult', 'convert_one', 'convert_files', 'report_entry']
+           'optional_file', 'FileResult', 'convert_one', 'convert_files', 'report_entry', 'markdown_table',
+           'check_keys', 'coerce_value', 'config_from_dict', 'config_options']
 
 # %% ../nbs/00_core.ipynb #0131bb72
 DEFAULT_TICKS_PER_SECOND = 192  # 1 tick = 5.208 ms, the value the study's prompt states
@@ -254,3 +255,58 @@ def report_entry(r: FileResult, **extra) -> dict:
     "The report record of one input: ok, number of notes (if the value is a table) and error"
     n = len(r.value) if isinstance(r.value, NoteTable) else None
     return {'ok': r.ok, 'notes': n, 'error': r.error} | extra
+
+# %% ../nbs/00_core.ipynb #157f90e4
+def _cell(v, fmt: str | None = None) -> str:
+    if v is None or (isinstance(v, float) and v != v): return '–'
+    if fmt: return fmt.format(v)
+    return f'{v:.3f}' if isinstance(v, float) else str(v)
+
+def markdown_table(header: Sequence[str],        # column titles
+                   rows: Sequence[Sequence],      # one sequence of values per row
+                   formats: Sequence[str | None] | None = None  # a format string per column (None: the default)
+                  ) -> str:
+    "A Markdown table of `rows` (floats to 3 decimals unless `formats` says otherwise; None and NaN as –)"
+    formats = list(formats or [None] * len(header))
+    lines = ['| ' + ' | '.join(map(str, header)) + ' |', '|' + '---|' * len(header)]
+    return '\n'.join(lines + ['| ' + ' | '.join(_cell(v, f) for v, f in zip(r, formats)) + ' |' for r in rows])
+
+# %% ../nbs/00_core.ipynb #79acb155
+def check_keys(d: dict, known: Sequence[str], what: str = 'setting') -> dict:
+    "`d` if every key is in `known`; else a `SmidiError` naming the first unknown key and the closest known one"
+    for k in d:
+        if k not in known:
+            close = difflib.get_close_matches(str(k), list(known), n=1)
+            raise SmidiError(f"unknown {what} {k!r}" + (f" (did you mean {close[0]!r}?)" if close else
+                                                         f"; known: {', '.join(known)}"))
+    return d
+
+def coerce_value(value, default):
+    "`value` converted to the type of `default` (the command line and papermill may pass strings)"
+    if value is None or default is None or isinstance(default, (list, dict, tuple)) or not isinstance(value, str):
+        return value
+    if isinstance(default, bool):
+        if value.lower() in ('1', 'true', 'yes'): return True
+        if value.lower() in ('0', 'false', 'no'): return False
+        raise SmidiError(f"expected a boolean, got {value!r}")
+    try: return type(default)(float(value)) if isinstance(default, int) else type(default)(value)
+    except ValueError: raise SmidiError(f"expected a {type(default).__name__}, got {value!r}") from None
+
+def _default(f: dataclasses.Field):
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+def config_from_dict(cls,              # a config dataclass
+                     d: dict | None = None, # field values (e.g. a saved config, a preset)
+                     **overrides       # more field values, applied last
+                    ):
+    "An instance of `cls` from `d` and `overrides`; unknown keys are rejected, strings converted to each field's type"
+    values = check_keys(dict(d or {}) | overrides, [f.name for f in dataclasses.fields(cls)], f'{cls.__name__} field')
+    defaults = {f.name: _default(f) for f in dataclasses.fields(cls)}
+    return cls(**{k: coerce_value(v, defaults[k]) for k, v in values.items()})
+
+def config_options(cls) -> list[dict]:
+    "Name, type, default and meaning (the field's comment) of every field of the config dataclass `cls`"
+    from fastcore.docments import docments
+    docs = docments(cls, full=True)
+    return [{'name': f.name, 'type': str(docs[f.name]['anno']), 'default': _default(f), 'help': docs[f.name]['docment'] or ''}
+            for f in dataclasses.fields(cls)]

@@ -91,7 +91,8 @@ def test_reference_data_grid(tmp_path):
 
 
 def test_train_rejects_a_misspelt_parameter(tmp_path):
+    "A misspelt setting is a usage error before any kernel starts, naming the closest setting"
     r = smidilab('train', '--preset', 'tiny', '-p', 'lora_rank', '4', '-p', 'out_dir', tmp_path / 'run')
-    assert r.returncode == 1
-    assert "unknown train setting 'lora_rank'" in r.stderr and "lora_r" in r.stderr
-    assert (tmp_path / 'run' / '08_train.ipynb').exists()     # the executed notebook is kept beside the run
+    assert r.returncode == 2, r.stderr
+    assert "unknown TrainConfig field 'lora_rank' (did you mean 'lora_r'?)" in r.stderr
+    assert not (tmp_path / 'run' / '12_train.ipynb').exists()     # refused before the notebook ran

@@ -9,8 +9,8 @@ import smidilab.guitarpro
 from smidilab.codec import text_to_notes
 from smidilab.core import NoteTable
 from smidilab.dataset import (DatasetConfig, SPLITS, FEATURES, TokenCounter, build_dataset, build_prompt, build_completion,
-                              build_system_prompt, corpus_to_midi, guitar_riff, piece_examples, riff_to_gp5, system_prompt_for,
-                              tick_ms)
+                              build_system_prompt, piece_examples, system_prompt_for, tick_ms)
+from smidilab.corpus import write_corpus_midi, write_riff_gp5
 from smidilab.tokens import load_tokenizer
 
 REPO = Path(__file__).parents[1]
@@ -20,8 +20,8 @@ PIECES = ['bach/bwv66.6', 'bach/bwv10.7', 'bach/bwv101.7', 'bach/bwv1.6']
 @pytest.fixture(scope='module')
 def inputs(tmp_path_factory):
     d = tmp_path_factory.mktemp('inputs')
-    for name in PIECES: corpus_to_midi(name, d/'midi'/f"{name.replace('/', '_')}.mid")
-    for i in range(3): riff_to_gp5(*guitar_riff(i), d/'gp'/f'riff_{i}.gp5')
+    for name in PIECES: write_corpus_midi(name, d/'midi'/f"{name.replace('/', '_')}.mid")
+    for i in range(3): write_riff_gp5(i, d/'gp'/f'riff_{i}.gp5')
     return d
 
 def config(inputs, out, **kw):
@@ -167,11 +167,11 @@ def test_killed_build_resumes_to_the_same_result(built, tmp_path):
     assert rows(out) == data and m['counts'] == manifest['counts']
 
 def test_job_notebook_runs_under_papermill(tmp_path):
-    from smidilab.cli import run_stage
+    from smidilab.run import run_job
     out = tmp_path/'ds'
     params = dict(out_dir=str(out), augment=1, max_tokens=512, embedded_pieces=PIECES[:2], embedded_riffs=2,
                   tasks=['continuation', 'accompaniment'], workers=2)
-    assert run_stage('07_dataset', tmp_path, params, log=False) == 0
+    assert run_job('prepare', params, tmp_path, log=False) == 0
     m = json.loads((out/'manifest.json').read_text())
     assert m['settings']['embedded_pieces'] == PIECES[:2] and m['inputs'] == 4 and m['failed'] == [] and m['commit']
     data = rows(out)

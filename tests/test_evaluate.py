@@ -161,7 +161,7 @@ def test_bits_per_note_tiny_llama_equals_hand_computation(tiny):
 def test_notebook_runs_under_papermill_with_a_finetuned_run(tmp_path, tiny):
     "The job notebook on tiny inputs with a run folder: base and fine-tuned scores equal those of the models saved"
     import copy, torch
-    from smidilab.cli import run_stage
+    from smidilab.run import run_job
     from peft import LoraConfig, get_peft_model
     model, tok = tiny
     gen_dir, data_dir = write_demo_inputs(tmp_path/'in', need(SEED).parent)
@@ -169,7 +169,7 @@ def test_notebook_runs_under_papermill_with_a_finetuned_run(tmp_path, tiny):
     run, out = tmp_path/'run', tmp_path/'out'
     base = copy.deepcopy(model)
     with torch.no_grad(): base.model.norm.weight.mul_(3.0)  # not the seed-0 tiny model: the run's own base must be used
-    base.save_pretrained(run/'base')  # the run folder as 08_train writes it for the tiny preset
+    base.save_pretrained(run/'base')  # the run folder as 12_train writes it for the tiny preset
     expected_base = completion_bits(base, tok, test['prompt'], test['completion'], progress=False)[0].sum()
     lora = get_peft_model(base, LoraConfig(r=2, target_modules=['q_proj', 'v_proj']))
     torch.manual_seed(1)
@@ -179,9 +179,9 @@ def test_notebook_runs_under_papermill_with_a_finetuned_run(tmp_path, tiny):
     expected_tuned = completion_bits(lora, tok, test['prompt'], test['completion'], progress=False)[0].sum()
     lora.save_pretrained(run/'adapter'); base.config.save_pretrained(run/'adapter'); tok.save_pretrained(run/'tokenizer')
     TrainConfig(base_model='tiny', out_dir=str(run)).save(run/'run_config.json')
-    assert run_stage('10_evaluate', tmp_path, log=False,
-                     parameters={'generated_dir': str(gen_dir), 'reference': str(data_dir), 'out_dir': str(out),
-                                 'model': str(run), 'max_examples': 2, 'ngram_samples': 2, 'ngram_sample_notes': 16}) == 0
+    assert run_job('evaluate', {'generated_dir': str(gen_dir), 'reference': str(data_dir), 'out_dir': str(out),
+                                'model': str(run), 'max_examples': 2, 'ngram_samples': 2, 'ngram_sample_notes': 16},
+                   tmp_path, log=False) == 0
     m = json.loads((out/'metrics.json').read_text())
     lk = m['likelihood']
     assert set(lk) == {'ngram', 'base', 'finetuned'} and m['inputs']['scored_examples'] == 2
@@ -202,7 +202,7 @@ def test_job_with_an_empty_test_split(tmp_path):
     gen_dir, data_dir = write_demo_inputs(tmp_path/'in', need(SEED).parent)
     ds = load_from_disk(str(data_dir))
     empty = DatasetDict({'train': ds['train'], 'test': ds['test'].select([])})
-    empty.save_to_disk(str(tmp_path/'empty'), num_shards={'train': 1, 'test': 1})  # as 07_dataset saves it
+    empty.save_to_disk(str(tmp_path/'empty'), num_shards={'train': 1, 'test': 1})  # as 11_dataset saves it
     (tmp_path/'empty'/'manifest.json').write_text((data_dir/'manifest.json').read_text())
     m = evaluate(EvalConfig(generated_dir=str(gen_dir), reference=str(tmp_path/'empty'), out_dir=str(tmp_path/'out'),
                             ngram_samples=1, ngram_sample_notes=8))

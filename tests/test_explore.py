@@ -110,7 +110,7 @@ def test_tokens_loss_and_metrics_plots(tmp_path):
     assert [p.get_height() for p in fig.axes[0].patches] == [10.0, 7.0]
     (tmp_path/'metrics.csv').write_text('step,loss,eval_loss\n1,2.0,\n2,1.5,1.7\n')
     ax = plot_loss_curves(tmp_path).axes[0]
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ('step', 'loss') and len(ax.lines) == 2
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ('step', 'loss (nats/token)') and len(ax.lines) == 2
     (tmp_path/'metrics.json').write_text(json.dumps({'bits_per_note': 20.5, 'n': 3}))
     assert [p.get_width() for p in plot_metrics(tmp_path).axes[0].patches] == [20.5, 3.0]
 
@@ -131,7 +131,7 @@ def run_figures(out: Path, inputs: Path) -> dict:
     from smidilab.cli import main
     params = {'run_dir': inputs, 'eval_dir': inputs, 'tokens_json': inputs/'tokens.json'}
     assert main(['figures', '-o', str(out)] + [x for k, v in params.items() for x in ('-p', k, str(v))]) == 0
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != '11_figures.ipynb'}  # the executed job
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != '16_figures.ipynb'}  # the executed job
 
 
 def test_figures_notebook_is_complete_and_reproducible(tmp_path):

@@ -187,7 +187,7 @@ def test_constraint_with_the_llama2_tokenizer(dialect):
 
 def test_missing_fluidsynth_is_reported(gen, tmp_path, monkeypatch):
     "Without FluidSynth the WAV step says so in generation.json and every other file is still written"
-    import smidilab.explore as E   # the exporters (shared with `smidilab decode`) live in explore
+    import smidilab.export as E   # the exporters, shared with `smidilab decode`
     monkeypatch.setattr(E.shutil, 'which', lambda name: None)
     result = generate(GenerateConfig(n=1, batch_size=1, max_new_tokens=16, out_dir=str(tmp_path)), gen)
     s = result['samples'][0]
@@ -209,10 +209,9 @@ def test_prompt_from_a_guitar_pro_file(run_gen, tmp_path):
 
 def test_notebook_runs_under_papermill(tmp_path, run_dir):
     "The job notebook samples from the run it is given (not its demo model) into out_dir"
-    from smidilab.cli import run_stage
-    assert run_stage('09_generate', tmp_path, log=False,
-                     parameters={'model': str(run_dir), 'out_dir': str(tmp_path/'gen'), 'n': 1, 'batch_size': 1,
-                                 'max_new_tokens': 16, 'wav': False}) == 0
+    from smidilab.run import run_job
+    assert run_job('generate', {'model': str(run_dir), 'out_dir': str(tmp_path/'gen'), 'n': 1, 'batch_size': 1,
+                                'max_new_tokens': 16, 'wav': False}, tmp_path, log=False) == 0
     result = json.loads((tmp_path/'gen'/'generation.json').read_text())
     assert result['settings']['run'] == str(run_dir) and result['config']['n'] == 1
     assert (tmp_path/'gen'/'sample_0.mid').exists()

@@ -50,11 +50,12 @@ def test_readme_is_rendered_from_index_notebook():
     subprocess.run([sys.executable, str(REPO / 'tools' / 'readme.py'), '--check'], check=True)
 
 
-def test_job_notebooks_have_parameters_cell():
+def test_job_notebooks_have_a_parameters_cell_and_a_job_section():
     import json
-    for nb in ['07_dataset', '08_train', '09_generate', '10_evaluate', '11_figures']:
-        path = REPO / 'nbs' / f'{nb}.ipynb'
-        if not path.exists(): continue
-        cells = json.loads(path.read_text())['cells']
-        assert any('parameters' in c.get('metadata', {}).get('tags', []) for c in cells), f'{nb} has no parameters cell'
-        assert json.loads(path.read_text())['metadata']['kernelspec']['name'] == 'python3'
+    from smidilab.run import STAGES, job_cells
+    for stage in STAGES.values():
+        nb = json.loads((REPO / 'nbs' / f'{stage.notebook}.ipynb').read_text())
+        cells = [c | {'source': ''.join(c['source'])} for c in nb['cells']]
+        job = job_cells(cells, stage.notebook)   # raises without one parameters cell and one '## The job' section
+        assert 'parameters' in job[0]['metadata']['tags']
+        assert nb['metadata']['kernelspec']['name'] == 'python3'

@@ -10,6 +10,7 @@ from smidilab.core import NoteTable
 from smidilab.codec import notes_to_text, text_to_notes, convert_dialect
 from smidilab.tokens import *
 from smidilab.tokens import _spm_proto
+from smidilab.corpus import read_chorales
 
 SEED = SEED_DIR/'test.jsonl'
 

@@ -7,9 +7,10 @@ import torch
 torch.set_num_threads(2)
 from smidilab.core import SmidiError
 from smidilab.train import (TrainConfig, make_config, prepare_run, train, load_run, load_model, build_trainer,
-                            run_tokenizer, read_metrics, write_toy_dataset, check_config, load_unsloth)
+                            run_tokenizer, write_toy_dataset, check_config, load_unsloth)
+from smidilab.explore import read_metrics
 
-NB = Path(__file__).parents[1]/'nbs'/'08_train.ipynb'
+NB = Path(__file__).parents[1]/'nbs'/'12_train.ipynb'
 STEPS = 6
 
 def tiny(tmp, name, **kw):
@@ -124,28 +125,30 @@ def test_kill_and_resume(trained, runs, toy):
         for k in ('loss', 'eval_loss'):
             assert (g[k] is None) == (w[k] is None) and (g[k] is None or abs(g[k] - w[k]) < 1e-3), (g, w)
 
-def _papermill(tmp, **params):
-    import papermill as pm
-    return pm.execute_notebook(str(NB), str(tmp/'out.ipynb'), parameters=params, kernel_name='python3',
-                               progress_bar=False, cwd=str(NB.parent))
+def _job(tmp, **config) -> tuple[int, dict]:
+    "Run the train notebook as `smidilab train` does (its job section); the exit code and the executed notebook"
+    from smidilab.run import run_job
+    code = run_job('train', config, tmp, preset='tiny', log=False)
+    return code, json.loads((tmp/'12_train.ipynb').read_text())
 
 def _outputs(nb) -> str:
-    return ''.join(o.get('text', '') for c in nb['cells'] if c['cell_type'] == 'code' for o in c.get('outputs', []))
+    text = lambda t: ''.join(t) if isinstance(t, list) else t
+    return ''.join(text(o.get('text', '')) + o.get('evalue', '') for c in nb['cells'] if c['cell_type'] == 'code'
+                   for o in c.get('outputs', []))
 
 def test_ddp_two_processes_through_notebook(tmp_path, toy):
     "gpus=2 through the papermill notebook runs two gloo DDP ranks on CPU and writes the run folder"
-    nb = _papermill(tmp_path, gpus=2, dataset=toy, out_dir=str(tmp_path/'run'), max_steps=4)
+    code, nb = _job(tmp_path, gpus=2, dataset=toy, out_dir=str(tmp_path/'run'), max_steps=4)
     text = _outputs(nb)
-    assert 'rank 0 of 2' in text and 'rank 1 of 2' in text
+    assert code == 0 and 'rank 0 of 2' in text and 'rank 1 of 2' in text
     run_config = json.loads((tmp_path/'run'/'run_config.json').read_text())
     assert (run_config['gpus'], run_config['per_device_batch_size'], run_config['grad_accum']) == (2, 1, 1)
     assert [r['step'] for r in read_metrics(tmp_path/'run'/'metrics.csv')] == list(range(5))
 
 def test_bad_config_fails_early_in_notebook(tmp_path):
-    "A missing dataset stops the notebook in its config cells, with the reason"
-    import papermill as pm
-    with pytest.raises(pm.PapermillExecutionError, match='not found'):
-        _papermill(tmp_path, dataset=str(tmp_path/'missing'), out_dir=str(tmp_path/'run'))
+    "A missing dataset stops the job in its config cell, with the reason"
+    code, nb = _job(tmp_path, dataset=str(tmp_path/'missing'), out_dir=str(tmp_path/'run'))
+    assert code == 1 and 'not found' in _outputs(nb)
     assert not (tmp_path/'run').exists()
 
 def test_bad_configs(toy, tmp_path):

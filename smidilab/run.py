@@ -90,6 +90,7 @@ STAGES = {
     'generate': Stage('13_generate', 'smidilab.generate.GenerateConfig', ('prompt_file', 'from_dataset', 'out_dir'), ('model',)),
     'evaluate': Stage('15_evaluate', 'smidilab.evaluate.EvalConfig', ('generated_dir', 'reference', 'out_dir'), ('model',)),
     'figures': Stage('16_figures', '', ('out_dir', 'midi_paths', 'gp_paths', 'run_dir', 'eval_dir', 'tokens_json')),
+    'study': Stage('17_study', 'smidilab.study.StudyConfig', ('out_dir', 'figures_dir'), (), 'smidilab.study.PRESETS'),
 }
 
 def load_object(spec: str):
@@ -139,12 +140,15 @@ RUN_PRESETS = {
                 evaluate=dict(max_examples=4)),
     'paper': dict(prepare=dict(tokenizer='meta-llama/Llama-2-7b-hf', max_tokens=16384, augment=3), train='paper',
                   generate=dict(n=8, max_new_tokens=4096), evaluate=dict(max_examples=256)),
+    'study': dict(study='study'),  # one job: nbs/17_study.ipynb with its `study` preset; figures into the repository
 }
 
 def pipeline_jobs(preset: str, out: Path, midi: list = (), gp: list = ()) -> list[tuple[str, dict, str]]:
     "(stage, settings, stage preset) of each stage of the main job, in order"
     if preset not in RUN_PRESETS: raise SmidiError(f"unknown preset {preset!r}; choose one of {list(RUN_PRESETS)}")
     p, d = RUN_PRESETS[preset], {k: str(out / k) for k in ('data', 'run', 'generated', 'evaluation', 'figures')}
+    if 'study' in p and (midi or gp): raise SmidiError("the study preset uses its own corpus: leave out --midi and --gp")
+    if 'study' in p: return [('study', dict(out_dir=str(out / 'study'), figures_dir=str(notebooks_dir().parent / 'figures')), p['study'])]
     return [('prepare', p['prepare'] | dict(midi_dirs=list(midi), gp_dirs=list(gp), out_dir=d['data']), ''),
             ('train', dict(dataset=d['data'], out_dir=d['run']), p['train']),
             ('generate', p['generate'] | dict(model=d['run'], from_dataset=f"{d['data']}:test", out_dir=d['generated']), ''),

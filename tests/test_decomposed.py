@@ -81,3 +81,19 @@ def test_lenient_keeps_the_rhythm_of_a_dropped_note():
     assert notes.pitch.tolist() == [60, 64] and notes.onset.tolist() == [0, 96] and notes.end == 144
     assert [d.token for d in report.dropped] == ['d48t48', 'p200', 'v70']
     assert report.dropped[1].reason.startswith('pitch 200 out of range')
+
+
+def test_cli_encodes_guitar_pro_bends_in_decomposed_text_and_reads_it_back(tmp_path):
+    "smidilab encode/decode take --dialect decomposed: a bent Guitar Pro fixture survives, curves included"
+    from conftest import FIXTURES
+    from smidilab.cli import main
+    gp = FIXTURES / 'guitarpro' / 'pyguitarpro' / 'Effects.gp5'
+    for dialect in ('paper', 'decomposed'):
+        assert main(['encode', str(gp), '-o', str(tmp_path / dialect), '--dialect', dialect, '--curves']) == 0
+    paper = (tmp_path / 'paper' / 'Effects.txt').read_text()
+    decomposed = (tmp_path / 'decomposed' / 'Effects.txt').read_text()
+    assert re.search(r'(?m)^b', decomposed) and '-' in decomposed      # a bend line with curves
+    assert convert_dialect(decomposed, 'paper', source='decomposed') == paper.strip()
+    assert main(['decode', str(tmp_path / 'decomposed' / 'Effects.txt'), '-o', str(tmp_path / 'mid'),
+                 '--dialect', 'decomposed', '--strict', '--instrument', 'guitar']) == 0
+    assert (tmp_path / 'mid' / 'Effects.mid').stat().st_size > 0

@@ -90,7 +90,8 @@ STAGES = {
     'generate': Stage('13_generate', 'smidilab.generate.GenerateConfig', ('prompt_file', 'from_dataset', 'out_dir'), ('model',)),
     'evaluate': Stage('15_evaluate', 'smidilab.evaluate.EvalConfig', ('generated_dir', 'reference', 'out_dir'), ('model',)),
     'figures': Stage('16_figures', '', ('out_dir', 'midi_paths', 'gp_paths', 'run_dir', 'eval_dir', 'tokens_json')),
-    'study': Stage('17_study', 'smidilab.study.StudyConfig', ('out_dir', 'figures_dir'), (), 'smidilab.study.PRESETS'),
+    'study': Stage('17_study', 'smidilab.study.StudyConfig', ('out_dir', 'figures_dir'), (), 'smidilab.study.PRESETS',
+                   'smidilab.study.study_preflight'),
 }
 
 def load_object(spec: str):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #b00917b0
 from __future__ import annotations
-import dataclasses, difflib, json, multiprocessing, os, tempfile, traceback
+import dataclasses, difflib, json, multiprocessing, os, sys, tempfile, traceback
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict, replace
@@ -14,11 +14,11 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['DEFAULT_TICKS_PER_SECOND', 'DEFAULT_BEND_RANGE', 'NO_BEND', 'MAX_BEND', 'INSTRUMENTS', 'MIDI_EXTS', 'GP_EXTS',
-           'COLUMNS', 'LIMITS', 'META', 'SmidiError', 'InputFileError', 'NoteTable', 'take', 'with_columns',
+           'COLUMNS', 'LIMITS', 'META', 'JOB_ENV', 'SmidiError', 'InputFileError', 'NoteTable', 'take', 'with_columns',
            'canonical_order', 'canonical', 'notes_equal', 'concat_notes', 'shift_to_zero', 'check_notes',
            'notes_to_dict', 'notes_from_dict', 'atomic_path', 'atomic_write', 'write_json', 'find_inputs',
            'optional_file', 'FileResult', 'convert_one', 'convert_files', 'report_entry', 'markdown_table',
-           'check_keys', 'coerce_value', 'config_from_dict', 'config_options']
+           'check_keys', 'coerce_value', 'config_from_dict', 'config_options', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #0131bb72
 DEFAULT_TICKS_PER_SECOND = 192  # 1 tick = 5.208 ms, the value the study's prompt states
@@ -235,9 +235,7 @@ def convert_one(fn: Callable, path) -> FileResult:
     except Exception as e: return FileResult(str(path), False, error=_reason(path, e))
 
 def _progress(it, total, desc, show):
-    if not show: return it
-    from tqdm.auto import tqdm
-    return tqdm(it, total=total, desc=desc, unit='file')
+    return progress_bar(it, total=total, desc=desc, unit='file') if show else it
 
 def convert_files(fn: Callable, paths: Sequence, workers: int = 1, desc: str = 'converting',
                   progress: bool = True) -> list[FileResult]:
@@ -310,3 +308,16 @@ def config_options(cls) -> list[dict]:
     docs = docments(cls, full=True)
     return [{'name': f.name, 'type': str(docs[f.name]['anno']), 'default': _default(f), 'help': docs[f.name]['docment'] or ''}
             for f in dataclasses.fields(cls)]
+
+# %% ../nbs/00_core.ipynb #45765536
+JOB_ENV = 'SMIDILAB_JOB'  # set in the environment of a stage notebook run as a job
+
+def progress_bar(iterable=None, # what to iterate over (or None, and call `.update`)
+                 total: int | None = None, desc: str = '', unit: str = 'it',
+                 disable: bool = False):
+    "A tqdm progress bar suited to where the code runs: JupyterLab, a terminal, or a job's log"
+    if os.environ.get(JOB_ENV):
+        from tqdm.std import tqdm
+        return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, file=sys.stdout, mininterval=5, ascii=True)
+    from tqdm.auto import tqdm
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable)

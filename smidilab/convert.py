@@ -171,6 +171,12 @@ def _open_journal(out_dir: Path, command: str, jobs: list):
         return log
     except OSError: return None
 
+def _log(log, record: dict):
+    "Append `record` to the journal; a journal that cannot be written any more (a full disk) is closed and dropped"
+    if log is None: return None
+    try: log.write(json.dumps(record) + '\n'); log.flush(); return log
+    except OSError: log.close(); return None
+
 def _summary(records: list) -> dict:
     "Totals over the records of a report"
     repairs = {}
@@ -195,12 +201,12 @@ def run_batch(fn,              # fn(input path, outputs={format: path}) -> recor
     with _terminate_as_exit():
         for path, rec in progress_bar(_results(fn, jobs, workers), len(jobs), f'{command[:-1]}ing', progress):
             records[path] = rec = _relative(rec, out_dir)
-            if log: log.write(json.dumps({'input': path} | rec) + '\n'); log.flush()
+            log = _log(log, {'input': path} | rec)
     order = [str(p) for p, _ in jobs]
     report = {'command': f'smidilab {command}', 'ok': all(r['ok'] for r in records.values()),
               'summary': _summary(list(records.values())), 'inputs': {p: records[p] for p in order}}
     try: write_json(out_dir / REPORT, report); log and log.close(); (out_dir / JOURNAL).unlink(missing_ok=True)
-    except OSError as e: report['report_error'] = f"{REPORT} could not be written in {out_dir}: {e.strerror or e}"
+    except OSError as e: report['report_error'] = f"{REPORT} could not be written in {printable(out_dir)}: {e.strerror or e}"
     return report
 
 # %% ../nbs/09_convert.ipynb #8d5f53e9

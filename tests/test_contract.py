@@ -222,6 +222,22 @@ def test_4_a_folder_in_the_way_fails_one_file_and_the_batch_goes_on(tmp_path):
     assert 'Is a directory' in report['inputs'][str(tmp_path / 'in' / 'a.txt')]['error']
 
 
+def test_4_a_full_disk_fails_files_not_the_run(tmp_path, monkeypatch):
+    import errno, smidilab.convert as convert
+    for n in 'ab': (tmp_path / 'in').mkdir(exist_ok=True); (tmp_path / 'in' / f'{n}.mid').write_bytes(midi_bytes(piece()))
+    real = convert.atomic_write
+    def full(path, data, overwrite=True):
+        if Path(path).name in ('b.txt', 'report.json'): raise OSError(errno.ENOSPC, 'No space left on device')
+        return real(path, data, overwrite)
+    monkeypatch.setattr(convert, 'atomic_write', full)
+    monkeypatch.setattr(convert, 'write_json', lambda path, obj: full(path, ''))
+    code, printed = run('encode', tmp_path / 'in', '-o', tmp_path / 'o')
+    assert code == 1 and (tmp_path / 'o' / 'a.txt').is_file() and not (tmp_path / 'o' / 'report.json').exists()
+    assert 'FAILED' in printed and 'No space left on device' in printed and 'report.json could not be written' in printed
+    journal = [json.loads(l) for l in (tmp_path / 'o' / 'report.partial.jsonl').read_text().splitlines()]
+    assert [r['ok'] for r in journal if 'ok' in r] == [True, False]   # the journal still says what happened
+
+
 def test_4_long_names_and_an_uncreatable_output_folder(tmp_path):
     long = tmp_path / ('n' * 240 + '.txt')
     long.write_text('p60:v80:d96:t96')

@@ -88,6 +88,9 @@ def test_usage_errors_exit_2(tmp_path):
         r = smidilab('decode', tmp_path / 'a.txt', '-o', tmp_path / 'o', *bad)
         assert r.returncode == 2 and 'Traceback' not in r.stderr, (bad, r.stderr)
     assert smidilab('encode', tmp_path, '-o', tmp_path / 'o', '--track', '0').returncode == 2
+    (tmp_path / 'empty').mkdir()
+    r = smidilab('encode', tmp_path / 'empty', '-o', tmp_path / 'o')
+    assert r.returncode == 2 and 'no input files found' in r.stderr
     assert not (tmp_path / 'o').exists()                 # refused before anything was written
 
 

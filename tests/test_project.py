@@ -58,7 +58,7 @@ def test_codec_path_does_not_import_torch(tmp_path):
             'heavy = [m for m in ("torch", "transformers", "trl", "peft", "datasets") if m in sys.modules]; '
             'assert not heavy and code == 0, (heavy, code)')
     subprocess.run([sys.executable, '-c', code], check=True)
-    assert (tmp_path / 'o' / 'a.gp5').exists() and (tmp_path / 't' / 'a.txt').exists()
+    assert (tmp_path / 'o' / 'a.gp5').exists() and (tmp_path / 't' / 'a.mid.txt').exists()  # a.mid beside a.gp5: both keep their extension
 
 
 def test_package_matches_notebooks(tmp_path):

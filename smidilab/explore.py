@@ -4,22 +4,22 @@
 
 # %% ../nbs/07_explore.ipynb #43021feb
 from __future__ import annotations
-import json, shutil, subprocess, tempfile, wave
+import json
 from pathlib import Path
 from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.colors import to_rgb
-from .core import NoteTable, NO_BEND, MAX_BEND, take, canonical, find_inputs, convert_files, SmidiError, atomic_path
+from .core import NoteTable, NO_BEND, MAX_BEND, take, canonical, find_inputs, convert_files, atomic_path
 from .codec import quantize_bend, dequantize_bend, bend_to_semitones
 
 
 # %% auto #0
 __all__ = ['NOTE_COLOURS', 'NOTE_NAMES', 'BARS_MAX', 'REGION_EDGES', 'REGIONS', 'SUMMARY_COLUMNS', 'TOKEN_FIELDS', 'FIGURE_RC',
-           'slice_seconds', 'bend_contour', 'pitch_name', 'piano_roll', 'note_columns', 'plot_note_histograms',
-           'raw_bend_values', 'plot_bend_histograms', 'plot_bend_quantizer', 'plot_augmentation', 'dataset_summary',
-           'split_summary', 'plot_tokens_per_note', 'read_metrics', 'plot_loss_curves', 'plot_metrics',
-           'plot_set_histograms', 'figure_style', 'save_figure']
+           'slice_seconds', 'bend_contour', 'bend_shapes', 'pitch_name', 'piano_roll', 'note_columns',
+           'plot_note_histograms', 'raw_bend_values', 'plot_bend_histograms', 'plot_bend_quantizer',
+           'plot_augmentation', 'dataset_summary', 'split_summary', 'plot_tokens_per_note', 'read_metrics',
+           'plot_loss_curves', 'plot_metrics', 'plot_set_histograms', 'figure_style', 'save_figure']
 
 # %% ../nbs/07_explore.ipynb #28cc036f
 def _seconds(notes: NoteTable, ticks) -> np.ndarray:
@@ -47,13 +47,20 @@ def bend_contour(notes: NoteTable, i: int) -> tuple[np.ndarray, np.ndarray]:
     s = float(bend_to_semitones(np.array([notes.bend[i]]), notes.bend_range)[0])
     return on + dur*np.array([0, .25, 1]), np.array([0, s, s])
 
-def _draw_bends(ax, notes: NoteTable):
+def _draw_bends(ax, notes: NoteTable) -> int:
+    "Draw every bent note's bend as one grey shape (area and outline, two collections for all notes); how many"
+    from matplotlib.collections import LineCollection, PolyCollection
     bent = np.flatnonzero((notes.bend != NO_BEND) | (_has_curve(notes)))
-    for i in bent:
-        t, s = bend_contour(notes, i)
-        ax.fill_between(t, notes.pitch[i], notes.pitch[i] + s, color='0.45', alpha=.55, lw=0, zorder=3)
-        ax.plot(t, notes.pitch[i] + s, color='0.25', lw=.8, zorder=4)
+    if not len(bent): return 0
+    tops = [np.column_stack([t, p + s]) for p, (t, s) in zip(notes.pitch[bent], (bend_contour(notes, i) for i in bent))]
+    shapes = [np.vstack([top, np.column_stack([top[::-1, 0], np.full(len(top), p)])]) for top, p in zip(tops, notes.pitch[bent])]
+    ax.add_collection(PolyCollection(shapes, facecolors='0.45', alpha=.55, lw=0, zorder=3, label='bends'))
+    ax.add_collection(LineCollection(tops, colors='0.25', lw=.8, zorder=4))
     return len(bent)
+
+def bend_shapes(ax) -> int:
+    "How many bend shapes `piano_roll` drew on `ax`"
+    return sum(len(c.get_paths()) for c in ax.collections if c.get_label() == 'bends')
 
 def _has_curve(notes: NoteTable) -> np.ndarray:
     if notes.curve is None: return np.zeros(len(notes), bool)

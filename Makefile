@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test test-slow export clean-nbs bench
+.PHONY: install demo test test-slow lab export clean-nbs bench
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ demo: install
 test: install
 	cd nbs && ../$(BIN)/nbdev_test --n_workers 2
 	$(BIN)/pytest tests -n 2 -q -p no:cacheprovider
+
+# JupyterLab on the notebooks; the `python3` kernel it offers is this venv's Python (the notebooks' kernelspec)
+lab: install
+	$(BIN)/jupyter lab --notebook-dir=nbs $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 test-slow: install
 	cd nbs && ../$(BIN)/nbdev_test --n_workers 2 --flags slow

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse, ast, sys, time
 from .core import SmidiError, INSTRUMENTS, DEFAULT_TICKS_PER_SECOND, DEFAULT_BEND_RANGE, write_json
 from .codec import DIALECTS
-from .convert import encode_files, decode_files, FORMATS
+from .convert import encode_files, decode_files, report_exit, FORMATS
 from .run import run_job, run_pipeline, settings_help, STAGES, RUN_PRESETS
 
 # %% auto #0
@@ -64,25 +64,14 @@ def cmd_tokens(a) -> int:
     return 0
 
 # %% ../nbs/19_cli.ipynb #e8a06c64
-def _exit_code(report: dict) -> int:
-    return 0 if all(v['ok'] for v in report.values()) else 1
+def _convert(fn, a, verb: str) -> int:
+    "Run `encode_files` or `decode_files` with the options given; print the summary, return the exit status"
+    try: return report_exit(fn(**{k: v for k, v in vars(a).items() if k not in ('func', 'command')}), verb)
+    except KeyboardInterrupt:
+        print(f"smidilab {a.command}: interrupted; the files finished so far are complete", file=sys.stderr); return 130
 
-def _summary(report: dict, verb: str) -> str:
-    bad = {k: v['error'] for k, v in report.items() if not v['ok']}
-    lines = [f"{verb} {len(report) - len(bad)} of {len(report)} input(s)"] + [f"  FAILED {k}: {e}" for k, e in bad.items()]
-    return '\n'.join(lines)
-
-def cmd_encode(a) -> int:
-    report = encode_files(a.inputs, a.output, a.ticks_per_second, a.bends, a.bend_range, a.track, a.dialect,
-                          a.curves, a.workers)
-    print(_summary(report, 'encoded'))
-    return _exit_code(report)
-
-def cmd_decode(a) -> int:
-    report = decode_files(a.inputs, a.output, tuple(a.to.split(',')), a.ticks_per_second, a.strict, a.dialect,
-                          a.bend_range, a.instrument, a.workers)
-    print(_summary(report, 'decoded'))
-    return _exit_code(report)
+def cmd_encode(a) -> int: return _convert(encode_files, a, 'encoded')
+def cmd_decode(a) -> int: return _convert(decode_files, a, 'decoded')
 
 # %% ../nbs/19_cli.ipynb #3c8cc33f
 def _add_stages(sub):
@@ -119,9 +108,10 @@ def _add_later_stages(sub):
 
 # %% ../nbs/19_cli.ipynb #8dc45cff
 def _common_text_args(p):
-    p.add_argument('-o', '--output', required=True, help='output folder')
-    p.add_argument('--ticks-per-second', type=int, default=DEFAULT_TICKS_PER_SECOND, help='tick grid (768 reads the study data)')
-    p.add_argument('--bend-range', type=float, default=DEFAULT_BEND_RANGE, help='bend range in semitones, each way')
+    "Options of encode and decode; `convert.check_options` checks every value (a bad one is a usage error, exit 2)"
+    p.add_argument('-o', '--output', dest='out_dir', required=True, help='output folder')
+    p.add_argument('--ticks-per-second', type=int, default=DEFAULT_TICKS_PER_SECOND, help='tick grid, 1..32767 (768 reads the study data)')
+    p.add_argument('--bend-range', type=float, default=DEFAULT_BEND_RANGE, help='bend range in semitones each way, whole cents')
     p.add_argument('--dialect', choices=DIALECTS, default='paper')
     p.add_argument('--workers', type=int, default=1, help='processes for large batches')
 
@@ -136,7 +126,8 @@ def _add_encode_decode(sub):
     p = sub.add_parser('decode', help='Simplified MIDI text → MIDI / WAV / PNG / GP5')
     p.add_argument('inputs', nargs='+', help='text files or folders of .txt')
     _common_text_args(p)
-    p.add_argument('--to', default='mid', help=f'comma-separated formats from {",".join(FORMATS)}')
+    p.add_argument('--to', dest='formats', type=lambda s: tuple(s.split(',')), default=('mid',),
+                   help=f'comma-separated formats from {",".join(FORMATS)}')
     p.add_argument('--strict', action='store_true', help='fail a file at its first bad token')
     p.add_argument('--instrument', choices=INSTRUMENTS, default='piano')
     p.set_defaults(func=cmd_decode)

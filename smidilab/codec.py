@@ -10,8 +10,9 @@ import numpy as np
 from .core import *
 
 # %% auto #0
-__all__ = ['DIALECTS', 'TOKEN_RE', 'DECOMPOSED_PHRASE', 'quantize_bend', 'dequantize_bend', 'bend_to_semitones', 'extreme_bend',
-           'notes_to_text', 'ParseIssue', 'ParseReport', 'ParseError', 'text_to_notes', 'parse_text', 'convert_dialect',
+__all__ = ['WRITERS', 'DIALECTS', 'READERS', 'FAST_READERS', 'TEXT_READERS', 'MAX_SECONDS', 'DECOMPOSED_PHRASE', 'quantize_bend',
+           'dequantize_bend', 'bend_to_semitones', 'extreme_bend', 'notes_to_text', 'ParseIssue', 'ParseReport',
+           'ParseError', 'text_to_notes', 'parse_text', 'tick_bound', 'fit_to_bounds', 'convert_dialect',
            'has_bend_line']
 
 # %% ../nbs/01_codec.ipynb #fb2cac1a
@@ -40,8 +41,6 @@ def extreme_bend(values, center: int = NO_BEND) -> int:
     return int(v[np.argmax(np.abs(v - center))]) if v.size else center
 
 # %% ../nbs/01_codec.ipynb #115b2c0d
-DIALECTS = ('paper', 'compact', 'decomposed')
-
 def _gaps(notes: NoteTable) -> np.ndarray:
     return np.diff(np.append(notes.onset, notes.end))
 
@@ -69,19 +68,25 @@ def _compact_text(p, v, d, t, b) -> str:
         out.append(s); prev = c
     return ' '.join(out)
 
+WRITERS = {'paper': _paper_text, 'compact': _compact_text}  # dialect → writer(pitch, velocity, duration, gap, bend fields)
+DIALECTS = tuple(WRITERS)
+
+def _check_dialect(dialect: str):
+    if dialect not in DIALECTS: raise SmidiError(f"unknown dialect {dialect!r}; choose one of {DIALECTS}")
+
 def notes_to_text(notes: NoteTable,         # the notes to write (any order; written canonically)
                   bends: bool | None = None, # write bend fields? default: guitar/bass or any bent note
                   curves: bool = False,      # write bend curves as `b<v1>-…-<vk>` where the table has them
-                  dialect: str = 'paper'     # 'paper' (the study's), 'compact' or 'decomposed'
+                  dialect: str = 'paper'     # one of DIALECTS: 'paper' (the study's), 'compact' or 'decomposed'
                  ) -> str:
     "Simplified MIDI text of `notes`, one token group per note, in canonical order"
-    if dialect not in DIALECTS: raise SmidiError(f"unknown dialect {dialect!r}; choose one of {DIALECTS}")
+    _check_dialect(dialect)
     if bends is False and ((notes.bend != NO_BEND).any() or notes.curve is not None):
         raise SmidiError("the notes carry bends: writing them without bend fields would lose them (use bends=True)")
     notes = canonical(notes)
     cols = [getattr(notes, c).tolist() for c in ('pitch', 'velocity', 'duration')] + [_gaps(notes).tolist()]
     b = _bend_fields(notes, curves) if _wants_bends(notes, bends) else None
-    return (_paper_text if dialect == 'paper' else _compact_text if dialect == 'compact' else _decomposed_text)(*cols, b)
+    return WRITERS[dialect](*cols, b)
 
 # %% ../nbs/01_codec.ipynb #cb63db1b
 @dataclass
@@ -91,16 +96,22 @@ class ParseIssue:
     position: int   # character offset in the text
     token: str
     reason: str
+    gap: int | None = None  # the token's own readable `t`, kept as a gap so later notes keep their time (None: lost)
 
 @dataclass
 class ParseReport:
     "What lenient parsing kept and dropped"
     notes: int = 0
-    dropped: list = field(default_factory=list)  # ParseIssue per dropped token
+    dropped: list = field(default_factory=list)  # a ParseIssue per dropped token (only the first ones if bounded)
+    n_dropped: int | None = None                  # how many tokens were dropped (default: len(dropped))
+    gaps_lost: int = 0                            # dropped tokens without a readable `t`: later notes come earlier
+    def __post_init__(self):
+        if self.n_dropped is None: self.n_dropped = len(self.dropped)
     @property
-    def ok(self) -> bool: return not self.dropped
+    def ok(self) -> bool: return not self.n_dropped
     def to_dict(self) -> dict:
-        return {'notes': self.notes, 'dropped': [vars(d) for d in self.dropped]}
+        return {'notes': self.notes, 'dropped': [vars(d) for d in self.dropped], 'n_dropped': self.n_dropped,
+                'gaps_lost': self.gaps_lost}
 
 class ParseError(SmidiError):
     "Strict parsing failed; `issue` is the first bad token"
@@ -111,9 +122,19 @@ class ParseError(SmidiError):
 # %% ../nbs/01_codec.ipynb #966e61d4
 _NUM = r'(0|[1-9][0-9]{0,11})'
 _CURVE = r'((?:0|[1-9][0-9]?)(?:-(?:0|[1-9][0-9]?))*)'
-TOKEN_RE = {
-    'paper': re.compile(rf'p{_NUM}:v{_NUM}:d{_NUM}:t{_NUM}(?::b{_CURVE})?'),
-    'compact': re.compile(rf'p{_NUM}(?:v{_NUM})?d{_NUM}(?:t{_NUM})?(?:b{_CURVE})?'),
+
+@dataclass(frozen=True)
+class _Reader:
+    "How one dialect's tokens are read"
+    token: re.Pattern  # a whole valid note; groups: pitch, velocity, duration, gap, bend
+    example: str       # a valid note, shown when a token does not fit
+    gap: re.Pattern    # the `t` field inside a token that is not a valid note
+
+READERS = {
+    'paper': _Reader(re.compile(rf'p{_NUM}:v{_NUM}:d{_NUM}:t{_NUM}(?::b{_CURVE})?'), 'p60:v80:d96:t0[:b23]',
+                     re.compile(rf'(?:^|:)t{_NUM}(?=:|$)')),
+    'compact': _Reader(re.compile(rf'p{_NUM}(?:v{_NUM})?d{_NUM}(?:t{_NUM})?(?:b{_CURVE})?'), 'p60v80d96[t48][b27]',
+                       re.compile(rf'(?<=[0-9])t{_NUM}(?=b|$)')),
 }
 
 def _field_problem(name: str, value: int, max_ticks: int) -> str | None:
@@ -136,11 +157,11 @@ def _syntax_reason(tok: str, dialect: str) -> str:
     if not tok.startswith('p'): return "a note starts with 'p'"
     if re.search(r'[0-9]{13,}', tok): return "number too long"
     if re.search(r'(?<![0-9])0[0-9]', tok): return "number with a leading zero"
-    return f"not a {dialect}-dialect note (expected {'p60:v80:d96:t0[:b23]' if dialect == 'paper' else 'p60v80d96[t48][b27]'})"
+    return f"not a {dialect}-dialect note (expected {READERS[dialect].example})"
 
 def _read_token(tok: str, dialect: str, prev_velocity, max_ticks: int):
     "(values dict, None) for a valid token, (None, reason) otherwise"
-    m = TOKEN_RE[dialect].fullmatch(tok)
+    m = READERS[dialect].token.fullmatch(tok)
     if m is None: return None, _syntax_reason(tok, dialect)
     p, v, d, t, b = m.groups()
     if v is None and prev_velocity is None: return None, "first note needs a velocity"
@@ -150,28 +171,43 @@ def _read_token(tok: str, dialect: str, prev_velocity, max_ticks: int):
     reason = _check_token(vals, max_ticks)
     return (None, reason) if reason else (vals, None)
 
+def _readable_gap(tok: str, dialect: str, max_ticks: int) -> int | None:
+    "The `t` of a token that is not a valid note, if it has a readable one within the bound"
+    m = READERS[dialect].gap.search(tok)
+    return int(m.group(1)) if m and int(m.group(1)) <= max_ticks else None
+
 # %% ../nbs/01_codec.ipynb #26211a84
+_INVISIBLE = dict.fromkeys(map(ord, '\ufeff\u200b\u200c\u200d\u2060\u00ad\u180e'), ' ')
+
+def _visible(text: str) -> str:
+    "`text` with byte-order marks and zero-width characters turned into spaces"
+    return text if text.isascii() else text.translate(_INVISIBLE)
+
 def _tokens(text: str):
     for m in re.finditer(r'\S+', text): yield m.start(), m.group()
 
-def _read_tokens(text: str, dialect: str, max_ticks: int, stop_at_first: bool):
-    rows, issues, prev_v = [], [], None
+def _read_tokens(text: str, dialect: str, max_ticks: int, stop_at_first: bool, max_issues: int | None = None):
+    "Rows of the valid notes (with their onsets), the piece's end, and the report of the dropped tokens"
+    rows, rep, prev_v, at = [], ParseReport(), None, 0
     for i, (pos, tok) in enumerate(_tokens(text)):
         vals, reason = _read_token(tok, dialect, prev_v, max_ticks)
-        if vals is None:
-            issues.append(ParseIssue(i, pos, tok, reason))
-            if stop_at_first: break
-        else: rows.append(vals); prev_v = vals['velocity']
-    return rows, issues
+        if vals is not None:
+            rows.append(vals | {'onset': at}); at += vals['gap']; prev_v = vals['velocity']; continue
+        gap = _readable_gap(tok, dialect, max_ticks)
+        at, rep.n_dropped, rep.gaps_lost = at + (gap or 0), rep.n_dropped + 1, rep.gaps_lost + (gap is None)
+        if max_issues is None or len(rep.dropped) < max_issues: rep.dropped.append(ParseIssue(i, pos, tok, reason, gap))
+        if stop_at_first: break
+    rep.notes = len(rows)
+    return rows, at, rep
 
-def _rows_to_notes(rows: list, **meta) -> NoteTable:
-    gaps = np.array([r['gap'] for r in rows], dtype=np.int64)
-    onset = np.concatenate([[0], np.cumsum(gaps)[:-1]]) if rows else gaps
+def _rows_to_notes(rows: list, end: int, **meta) -> NoteTable:
+    "The table of `rows`, moved so that the first kept note starts at 0 (a piece starts at its first note)"
+    first = rows[0]['onset'] if rows else 0
     curves = [r['bend'] if len(r['bend']) > 1 else None for r in rows]
-    return NoteTable(pitch=[r['pitch'] for r in rows], velocity=[r['velocity'] for r in rows], onset=onset,
-                     duration=[r['duration'] for r in rows], bend=[extreme_bend(r['bend']) for r in rows],
-                     curve=curves if any(c is not None for c in curves) else None,
-                     end=int(gaps.sum()) if rows else 0, **meta)
+    return NoteTable(pitch=[r['pitch'] for r in rows], velocity=[r['velocity'] for r in rows],
+                     onset=[r['onset'] - first for r in rows], duration=[r['duration'] for r in rows],
+                     bend=[extreme_bend(r['bend']) for r in rows],
+                     curve=curves if any(c is not None for c in curves) else None, end=end - first if rows else 0, **meta)
 
 # %% ../nbs/01_codec.ipynb #f3ed035c
 _EXPECT = np.frombuffer(b'pvdtb', np.uint8)
@@ -179,14 +215,15 @@ _EXPECT = np.frombuffer(b'pvdtb', np.uint8)
 def _numbers(buf: np.ndarray):
     "Start, end and value of every run of ASCII digits in `buf`, or None if a run is too long"
     dig = (buf >= 48) & (buf <= 57)
-    edges = np.diff(np.concatenate([[0], dig.view(np.int8), [0]]))
+    edges = np.diff(dig.view(np.int8), prepend=np.int8(0), append=np.int8(0))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    if len(starts) == 0 or (ends - starts).max() > 12: return None
-    run = np.cumsum(edges[:-1] == 1) - 1
-    pos = np.flatnonzero(dig)
-    power = 10.0 ** (ends[run[pos]] - pos - 1)
-    values = np.bincount(run[pos], weights=(buf[pos] - 48) * power, minlength=len(starts))
-    return starts, ends, np.rint(values).astype(np.int64)
+    if len(starts) == 0 or (size := ends - starts).max() > 12: return None
+    longest = int(size.max())
+    padded = np.concatenate([buf, np.zeros(longest, np.uint8)])     # digit k of a short number reads past its end
+    values = np.zeros(len(starts), np.int32 if longest <= 9 else np.int64)
+    for k in range(longest):                                         # digit k of every number at once
+        values = np.where(size > k, values * 10 + padded[starts + k] - 48, values)
+    return starts, ends, values.astype(np.int64)
 
 # %% ../nbs/01_codec.ipynb #d3618dae
 def _fast_structure_ok(buf, starts, ends) -> np.ndarray | None:
@@ -225,31 +262,58 @@ def _fast_paper(text: str, max_ticks: int, **meta) -> NoteTable | None:
     return NoteTable(pitch=p, velocity=v, onset=onset, duration=d, bend=b, end=int(t.sum()), **meta)
 
 # %% ../nbs/01_codec.ipynb #877b6658
+FAST_READERS = {'paper': _fast_paper}  # dialect → vectorised reader of valid text (None to fall back)
+TEXT_READERS = {}  # dialect → reader of a dialect not read token by token (`_read_tokens`): the decomposed one, below
+
 def _max_ticks(meta: dict, max_ticks) -> int:
-    return max_ticks if max_ticks is not None else 3600 * meta.get('ticks_per_second', DEFAULT_TICKS_PER_SECOND)
+    return max_ticks if max_ticks is not None else tick_bound(meta.get('ticks_per_second', DEFAULT_TICKS_PER_SECOND))
+
+def _fast(text: str, dialect: str, max_ticks: int, meta: dict) -> NoteTable | None:
+    return FAST_READERS[dialect](text, max_ticks, **meta) if dialect in FAST_READERS else None
 
 def text_to_notes(text: str,               # Simplified MIDI text
-                  dialect: str = 'paper',  # 'paper', 'compact' or 'decomposed'
-                  max_ticks: int | None = None,  # bound on d and t; default one hour of ticks
+                  dialect: str = 'paper',  # one of DIALECTS
+                  max_ticks: int | None = None,  # bound on d and t; default `tick_bound` (one hour)
                   **meta                   # NoteTable metadata: ticks_per_second, bend_range, source, instrument
                  ) -> NoteTable:
     "The notes of `text`; raises `ParseError` naming the first bad token"
-    if dialect not in DIALECTS: raise SmidiError(f"unknown dialect {dialect!r}; choose one of {DIALECTS}")
-    text, mt = text.strip(), _max_ticks(meta, max_ticks)
-    if dialect == 'paper' and (fast := _fast_paper(text, mt, **meta)) is not None: return fast
-    rows, issues = (_read_decomposed if dialect == 'decomposed' else _read_tokens)(text, dialect, mt, stop_at_first=True)
-    if issues: raise ParseError(issues[0])
-    return _rows_to_notes(rows, **meta)
+    _check_dialect(dialect)
+    text, mt = _visible(text).strip(), _max_ticks(meta, max_ticks)
+    if (fast := _fast(text, dialect, mt, meta)) is not None: return fast
+    rows, end, rep = TEXT_READERS.get(dialect, _read_tokens)(text, dialect, mt, stop_at_first=True)
+    if rep.n_dropped: raise ParseError(rep.dropped[0])
+    return _rows_to_notes(rows, end, **meta)
 
-def parse_text(text, dialect: str = 'paper', max_ticks: int | None = None, **meta) -> tuple[NoteTable, ParseReport]:
+def parse_text(text,                       # any string (model output, a file's text)
+               dialect: str = 'paper',     # one of DIALECTS
+               max_ticks: int | None = None, # bound on d and t; default `tick_bound` (one hour)
+               max_issues: int | None = None, # keep only the first dropped tokens in the report (all are counted)
+               **meta) -> tuple[NoteTable, ParseReport]:
     "Lenient parse: the valid notes of `text` and a report of every dropped token; never raises on any string"
-    if not isinstance(text, str): text = str(text)
-    if dialect not in DIALECTS: raise SmidiError(f"unknown dialect {dialect!r}; choose one of {DIALECTS}")
-    mt = _max_ticks(meta, max_ticks)
-    if dialect == 'paper' and (fast := _fast_paper(text.strip(), mt, **meta)) is not None:
-        return fast, ParseReport(len(fast))
-    rows, issues = (_read_decomposed if dialect == 'decomposed' else _read_tokens)(text, dialect, mt, stop_at_first=False)
-    return _rows_to_notes(rows, **meta), ParseReport(len(rows), issues)
+    _check_dialect(dialect)
+    text, mt = _visible(text if isinstance(text, str) else str(text)), _max_ticks(meta, max_ticks)
+    if (fast := _fast(text.strip(), dialect, mt, meta)) is not None: return fast, ParseReport(len(fast))
+    rows, end, rep = TEXT_READERS.get(dialect, _read_tokens)(text, dialect, mt, stop_at_first=False, max_issues=max_issues)
+    return _rows_to_notes(rows, end, **meta), rep
+
+# %% ../nbs/01_codec.ipynb #fdc5f7a0
+MAX_SECONDS = 3600  # the longest duration or gap a text may hold (one hour)
+
+def tick_bound(ticks_per_second: int = DEFAULT_TICKS_PER_SECOND) -> int:
+    "The largest `d` or `t` that reading accepts by default: one hour of grid ticks"
+    return MAX_SECONDS * int(ticks_per_second)
+
+def fit_to_bounds(notes: NoteTable, max_ticks: int | None = None) -> tuple[NoteTable, dict]:
+    "`notes` with durations and gaps past the bound cut to it (then in canonical order), and the counts of what was cut"
+    bound = max_ticks or tick_bound(notes.ticks_per_second)
+    long_d = int((notes.duration > bound).sum())
+    long_g = int((np.diff(np.append(np.sort(notes.onset), notes.end)) > bound).sum())
+    if not (long_d or long_g): return notes, {}
+    notes = canonical(notes)
+    gaps = np.minimum(_gaps(notes), bound)
+    onset = notes.onset[0] + np.concatenate([[0], np.cumsum(gaps)[:-1]])
+    fitted = with_columns(notes, onset=onset, duration=np.minimum(notes.duration, bound), end=int(onset[-1] + gaps[-1]))
+    return fitted, {k: v for k, v in (('durations_clamped', long_d), ('gaps_clamped', long_g)) if v}
 
 # %% ../nbs/01_codec.ipynb #670d600a
 def convert_dialect(text: str,               # Simplified MIDI text in dialect `source`
@@ -263,7 +327,7 @@ def convert_dialect(text: str,               # Simplified MIDI text in dialect `
     if bends is None and source == 'decomposed': bends = has_bend_line(text)
     return notes_to_text(notes, bends=bends or None, curves=True, dialect=to)
 
-# %% ../nbs/01_codec.ipynb #aeaaadd2
+# %% ../nbs/01_codec.ipynb #63146b78
 DECOMPOSED_PHRASE = 16  # notes per phrase of the decomposed dialect
 
 def _phrase_lines(p, v, d, t, b) -> list[str]:
@@ -276,7 +340,10 @@ def _decomposed_text(p, v, d, t, b, phrase: int = DECOMPOSED_PHRASE) -> str:
     return '\n'.join(line for i in range(0, len(p), phrase)
                      for line in _phrase_lines(*(cut(c, i) for c in (p, v, d, t, b))))
 
-# %% ../nbs/01_codec.ipynb #7cf2da79
+WRITERS['decomposed'] = _decomposed_text  # a third dialect: registered with its writer (and its reader, below)
+DIALECTS = tuple(WRITERS)
+
+# %% ../nbs/01_codec.ipynb #dc61825a
 _DECOMPOSED_ITEM = {'d': re.compile(rf'd{_NUM}(?:t{_NUM})?'), 'p': re.compile(rf'p{_NUM}'), 'v': re.compile(rf'v{_NUM}'),
                     'b': re.compile(rf'b{_CURVE}')}
 _LINE_NAMES = {'d': 'rhythm', 'p': 'pitch', 'v': 'velocity', 'b': 'bend'}
@@ -298,7 +365,7 @@ def _read_item(tok: str, kind: str, max_ticks: int):
     reason = _check_token(vals, max_ticks)
     return (None, reason) if reason else (vals, None)
 
-# %% ../nbs/01_codec.ipynb #c4c1b326
+# %% ../nbs/01_codec.ipynb #1bdfe383
 def _text_lines(text: str) -> list[list[tuple]]:
     "The (token index, position, token) of each token, grouped by line; empty lines left out"
     lines, last, i = [], None, 0
@@ -322,34 +389,44 @@ def _phrases(lines: list, issues: list) -> list[dict]:
         issues += [(False, ParseIssue(i, pos, tok, why)) for i, pos, tok in line]
     return phrases
 
-# %% ../nbs/01_codec.ipynb #114ed0ff
-def _phrase_rows(phrase: dict, max_ticks: int, rows: list, issues: list):
-    "Append the notes of one phrase to `rows`, and (dropped only with its note?, issue) of its dropped items to `issues`"
-    kinds = [k for k in 'dpvb' if k in phrase]
-    if missing := [_LINE_NAMES[k] for k in 'pv' if k not in phrase]:
-        issues += [(False, ParseIssue(i, pos, tok, f"phrase has no {' or '.join(missing)} line")) for k in kinds for i, pos, tok in phrase[k]]
-        return
-    read = {k: [_read_item(tok, k, max_ticks) for _, _, tok in phrase[k]] for k in kinds}
-    n = max(len(phrase[k]) for k in kinds)
-    for j in range(n):
-        got = {k: read[k][j] if j < len(read[k]) else (None, None) for k in kinds}
-        bad = {k: why for k, (vals, why) in got.items() if vals is None}  # why is None: the line has no item here
-        if not bad:
-            rows.append({'bend': (NO_BEND,)} | {f: v for vals, _ in got.values() for f, v in vals.items()}); continue
-        k0 = next(iter(bad))
-        note_why = (f"no {_LINE_NAMES[k0]} item for this note: the {_LINE_NAMES[k0]} line has {len(read[k0])} items"
-                    if bad[k0] is None else f"its {_LINE_NAMES[k0]} item {phrase[k0][j][2]!r} is invalid ({bad[k0]})")
-        minor = bad[k0] is not None  # the other items of a note with an invalid item are dropped with it
-        issues += [(minor and k not in bad, ParseIssue(*phrase[k][j], bad.get(k) or note_why)) for k in kinds if j < len(phrase[k])]
-        if got['d'][0] is not None and rows: rows[-1]['gap'] += got['d'][0]['gap']  # later notes keep their onsets
+# %% ../nbs/01_codec.ipynb #34bbc3a6
+def _note_issues(phrase: dict, j: int, got: dict, counts: dict, missing: list, gap) -> list:
+    "(dropped only with its note?, issue) for each item of note `j` of a phrase whose note cannot be read whole"
+    bad = {k: why for k, (vals, why) in got.items() if vals is None}  # why is None: the line has no item here
+    k0 = next(iter(bad), None)
+    if missing: why, minor = f"phrase has no {' or '.join(missing)} line", False
+    elif bad[k0] is None: why, minor = f"no {_LINE_NAMES[k0]} item for this note: the {_LINE_NAMES[k0]} line has {counts[k0]} items", False
+    else: why, minor = f"its {_LINE_NAMES[k0]} item {phrase[k0][j][2]!r} is invalid ({bad[k0]})", True
+    return [(minor and k not in bad, ParseIssue(*phrase[k][j], bad.get(k) or why, gap if k == 'd' else None))
+            for k in got if j < len(phrase[k])]
 
-# %% ../nbs/01_codec.ipynb #260cd72b
-def _read_decomposed(text: str, dialect: str, max_ticks: int, stop_at_first: bool):
-    "Rows of the valid notes of decomposed `text` and the issues of its dropped items (in text order)"
-    rows, issues = [], []
-    for phrase in _phrases(_text_lines(text), issues): _phrase_rows(phrase, max_ticks, rows, issues)
-    if stop_at_first: return rows, [min(issues, key=lambda x: (x[0], x[1].index))[1]] if issues else []
-    return rows, [x for _, x in sorted(issues, key=lambda x: x[1].index)]
+def _phrase_notes(phrase: dict, max_ticks: int, issues: list) -> list:
+    "Each note of one phrase: its values when kept, else its readable gap (None: lost); dropped items go to `issues`"
+    kinds = [k for k in 'dpvb' if k in phrase]
+    missing = [_LINE_NAMES[k] for k in 'pv' if k not in phrase]
+    read = {k: [_read_item(tok, k, max_ticks) for _, _, tok in phrase[k]] for k in kinds}
+    out = []
+    for j in range(max(len(phrase[k]) for k in kinds)):
+        got = {k: read[k][j] if j < len(read[k]) else (None, None) for k in kinds}
+        if not missing and all(vals is not None for vals, _ in got.values()):
+            out.append({'bend': (NO_BEND,)} | {f: x for vals, _ in got.values() for f, x in vals.items()}); continue
+        out.append(got['d'][0]['gap'] if got['d'][0] else None)
+        issues += _note_issues(phrase, j, got, {k: len(read[k]) for k in kinds}, missing, out[-1])
+    return out
+
+# %% ../nbs/01_codec.ipynb #d4dd10d6
+def _read_decomposed(text: str, dialect: str, max_ticks: int, stop_at_first: bool, max_issues: int | None = None):
+    "Rows of the valid notes of decomposed `text` (with their onsets), the piece's end, and the report of dropped items"
+    rows, issues, at, lost = [], [], 0, 0
+    for phrase in _phrases(_text_lines(text), issues):
+        for note in _phrase_notes(phrase, max_ticks, issues):
+            if isinstance(note, dict): rows.append(note | {'onset': at}); at += note['gap']
+            else: at, lost = at + (note or 0), lost + (note is None)
+    issues.sort(key=lambda x: x[1].index)
+    shown = [min(issues, key=lambda x: (x[0], x[1].index))] if stop_at_first and issues else issues[:max_issues]
+    return rows, at, ParseReport(len(rows), [x for _, x in shown], len(issues), lost)
+
+TEXT_READERS['decomposed'] = _read_decomposed  # read line by line; the other dialects token by token
 
 def has_bend_line(text: str) -> bool:
     "Does decomposed `text` have a bend line?"

@@ -4,21 +4,23 @@
 
 # %% ../nbs/00_core.ipynb #b00917b0
 from __future__ import annotations
-import dataclasses, difflib, json, multiprocessing, os, tempfile, traceback
+import dataclasses, difflib, json, multiprocessing, os, re, sys, tempfile, traceback
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, asdict, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 import numpy as np
 
 # %% auto #0
 __all__ = ['DEFAULT_TICKS_PER_SECOND', 'DEFAULT_BEND_RANGE', 'NO_BEND', 'MAX_BEND', 'INSTRUMENTS', 'MIDI_EXTS', 'GP_EXTS',
-           'COLUMNS', 'LIMITS', 'META', 'SmidiError', 'InputFileError', 'NoteTable', 'take', 'with_columns',
-           'canonical_order', 'canonical', 'notes_equal', 'concat_notes', 'shift_to_zero', 'check_notes',
-           'notes_to_dict', 'notes_from_dict', 'atomic_path', 'atomic_write', 'write_json', 'find_inputs',
-           'optional_file', 'FileResult', 'convert_one', 'convert_files', 'report_entry', 'markdown_table',
-           'check_keys', 'coerce_value', 'config_from_dict', 'config_options']
+           'COLUMNS', 'LIMITS', 'META', 'TEMP_MARK', 'JOB_ENV', 'MAX_TICKS_PER_SECOND', 'SmidiError', 'InputFileError',
+           'NoteTable', 'take', 'with_columns', 'canonical_order', 'canonical', 'notes_equal', 'concat_notes',
+           'shift_to_zero', 'check_notes', 'notes_to_dict', 'notes_from_dict', 'printable', 'atomic_path',
+           'atomic_write', 'write_json', 'remove_stale_temps', 'check_input', 'read_input', 'find_inputs',
+           'optional_file', 'progress_bar', 'FileResult', 'convert_one', 'convert_files', 'markdown_table',
+           'check_keys', 'coerce_value', 'config_from_dict', 'config_options', 'check_ticks_per_second',
+           'check_bend_range']
 
 # %% ../nbs/00_core.ipynb #0131bb72
 DEFAULT_TICKS_PER_SECOND = 192  # 1 tick = 5.208 ms, the value the study's prompt states
@@ -93,6 +95,12 @@ def with_columns(notes: NoteTable, **columns) -> NoteTable:
 
 def canonical_order(notes: NoteTable) -> np.ndarray:
     "Indices sorting `notes` by onset, then pitch descending, then the other columns"
+    span = int(notes.duration.max(initial=0)) + 1
+    small = all(int(c.min(initial=0)) >= 0 and int(c.max(initial=0)) < hi for c, hi in
+                ((notes.pitch, 128), (notes.velocity, 128), (notes.bend, 64), (notes.onset, 2**62), (notes.duration, 2**62)))
+    if small and (int(notes.onset.max(initial=0)) + 1) * span < 2**63 // (128 * 128 * 64):  # one int64 key, one sort
+        key = (((notes.onset * 128 + 127 - notes.pitch) * span + notes.duration) * 128 + notes.velocity) * 64 + notes.bend
+        return np.argsort(key, kind='stable')
     return np.lexsort((notes.bend, notes.velocity, notes.duration, -notes.pitch, notes.onset))
 
 def canonical(notes: NoteTable) -> NoteTable:
@@ -161,18 +169,36 @@ def notes_from_dict(d: dict) -> NoteTable:
     "The `NoteTable` saved by `notes_to_dict`"
     return NoteTable(**{k: d[k] for k in COLUMNS + META if k in d}, curve=d.get('curve'))
 
+# %% ../nbs/00_core.ipynb #452be2e2
+def _escape(c: str) -> str:
+    o = ord(c)
+    if 0xDC80 <= o <= 0xDCFF: return f'\\x{o - 0xDC00:02x}'  # a byte that was not UTF-8 (os.fsdecode's surrogateescape)
+    return c.encode('unicode_escape').decode('ascii')
+
+def printable(text) -> str:
+    "`str(text)` safe for any terminal: undecodable bytes as \\xNN, control and invisible characters as escapes"
+    s = str(text)
+    return s if s.isprintable() else ''.join(c if c.isprintable() else _escape(c) for c in s)
+
 # %% ../nbs/00_core.ipynb #210ce7ef
 def _umask() -> int:
     mask = os.umask(0); os.umask(mask)
     return mask
 
+TEMP_MARK = '.smidilab-'  # every temporary file smidilab makes: .NAME.smidilab-PID-XXXXXXXX.tmp
+
+def _temp_prefix(path: Path) -> str:
+    "`.NAME.smidilab-PID-`, NAME cut to 80 bytes so that a 255-byte file name still leaves room for the marks"
+    name = os.fsdecode(os.fsencode(path.name)[:80])
+    return f'.{name}{TEMP_MARK}{os.getpid()}-'
+
 @contextmanager
 def atomic_path(path, overwrite: bool = True):
-    "Yield a temporary path beside `path`; on success it is renamed to `path`, on error removed"
+    "Yield a temporary path beside `path`; on success it is renamed to `path`, on error (or a signal) removed"
     path = Path(path)
     if not overwrite and path.exists(): raise FileExistsError(f"{path}: exists, refusing to overwrite")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix='.tmp', dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -193,14 +219,66 @@ def write_json(path, obj, overwrite: bool = True) -> Path:
     "Write `obj` as indented JSON to `path` atomically"
     return atomic_write(path, json.dumps(obj, indent=2, default=str) + '\n', overwrite)
 
+# %% ../nbs/00_core.ipynb #27cf4319
+_TEMP_RE = re.compile(r'^\..*' + re.escape(TEMP_MARK) + r'(\d+)-[a-z0-9_]{8}\.tmp$')
+
+def _alive(pid: int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except (PermissionError, OverflowError): return True
+    return True
+
+def remove_stale_temps(folder) -> int:
+    "Delete the temporary files smidilab left under `folder` (their process is gone); returns how many"
+    gone = 0
+    for root, _, files in os.walk(folder):
+        for f in files:
+            m = _TEMP_RE.match(f)
+            if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+                try: Path(root, f).unlink(); gone += 1
+                except OSError: pass  # not ours to remove after all (permissions), or already gone
+    return gone
+
 # %% ../nbs/00_core.ipynb #2d673fbb
-def find_inputs(paths: Iterable, exts: Sequence[str] = MIDI_EXTS + GP_EXTS) -> list[Path]:
-    "Files under `paths` (files or folders, recursive) whose ending is in `exts`, sorted, without duplicates"
+def check_input(path) -> Path:
+    "`path` if it can be an input file; else an `InputFileError` saying why not (a dangling link, a folder, a pipe)"
+    p = Path(path)
+    if p.is_symlink() and not p.exists(): raise InputFileError(path, 'dangling symbolic link (its target does not exist)')
+    if p.is_dir(): raise InputFileError(path, 'a folder, not a file')
+    if p.exists() and not p.is_file(): raise InputFileError(path, 'not a regular file (a pipe, socket or device)')
+    return p
+
+def read_input(path) -> bytes:
+    "The bytes of the input file `path`; an `InputFileError` says why it cannot be read"
+    try: return check_input(path).read_bytes()
+    except OSError as e: raise InputFileError(path, f'cannot read: {e.strerror or e}') from None
+
+def _walk_files(root: Path, exts, exclude, broken: bool) -> list[Path]:
+    "Files ending in `exts` under `root`, through symlinked folders (each folder once: a link loop ends there)"
+    root = Path(root)
+    seen, out, skip = set(), [], {os.path.realpath(exclude)} if exclude is not None else set()
+    unreadable = lambda e: out.append(Path(e.filename)) if broken and e.filename else None  # a folder it cannot list
+    for folder, subs, files in os.walk(root, followlinks=True, onerror=unreadable):
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen or (folder != str(root) and os.path.realpath(folder) in skip):
+            subs[:] = []; continue
+        seen.add((st.st_dev, st.st_ino))
+        for f in files:
+            p = Path(folder, f)
+            if p.suffix.lower() in exts and (broken or p.is_file()): out.append(p)
+    return sorted(out)
+
+def find_inputs(paths: Iterable,                          # files or folders
+                exts: Sequence[str] = MIDI_EXTS + GP_EXTS, # endings searched for in folders (any case)
+                exclude=None,                              # a folder never searched (the output folder)
+                broken: bool = False                       # also list dangling links and special files found in folders
+               ) -> list[Path]:
+    "Files under `paths` (recursively, through symlinked folders) whose ending is in `exts`, sorted, without duplicates"
     found = []
     for p in map(Path, paths):
-        if p.is_dir(): found += sorted(f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in exts)
-        elif p.is_file(): found.append(p)
-        else: raise FileNotFoundError(f"{p}: no such file or folder")
+        if p.is_dir(): found += _walk_files(p, exts, exclude, broken)
+        elif os.path.lexists(p): found.append(p)  # a file, or a named dangling link: its reader says why it fails
+        else: raise FileNotFoundError(f"{printable(p)}: no such file or folder")
     return list(dict.fromkeys(found))
 
 # %% ../nbs/00_core.ipynb #1c4b323d
@@ -212,6 +290,19 @@ def optional_file(path,           # a file or folder that may be absent
     if path.exists(): return path
     print(f"skipped{' ' + what if what else ''}: {path} is not available (it is not distributed with smidilab)")
     return None
+
+# %% ../nbs/00_core.ipynb #45765536
+JOB_ENV = 'SMIDILAB_JOB'  # set in the environment of a stage notebook run as a job
+
+def progress_bar(iterable=None, # what to iterate over (or None, and call `.update`)
+                 total: int | None = None, desc: str = '', unit: str = 'it',
+                 disable: bool = False):
+    "A tqdm progress bar suited to where the code runs: JupyterLab, a terminal, or a job's log"
+    if os.environ.get(JOB_ENV):
+        from tqdm.std import tqdm
+        return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, file=sys.stdout, mininterval=5, ascii=True)
+    from tqdm.auto import tqdm
+    return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable)
 
 # %% ../nbs/00_core.ipynb #999c9df9
 @dataclass
@@ -234,27 +325,17 @@ def convert_one(fn: Callable, path) -> FileResult:
     try: return FileResult(str(path), True, fn(path))
     except Exception as e: return FileResult(str(path), False, error=_reason(path, e))
 
-def _progress(it, total, desc, show):
-    if not show: return it
-    from tqdm.auto import tqdm
-    return tqdm(it, total=total, desc=desc, unit='file')
 
 def convert_files(fn: Callable, paths: Sequence, workers: int = 1, desc: str = 'converting',
                   progress: bool = True) -> list[FileResult]:
     "`convert_one(fn, p)` for every path, in order; `workers > 1` uses a process pool (`fn` must be picklable)"
     paths = list(paths)
     if workers <= 1 or len(paths) < 2:
-        return [convert_one(fn, p) for p in _progress(paths, len(paths), desc, progress)]
+        return [convert_one(fn, p) for p in progress_bar(paths, total=len(paths), desc=desc, unit='file', disable=not progress)]
     # spawn, not fork: a forked child of a threaded parent (a Jupyter kernel) can deadlock on a lock held at fork time
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')) as pool:
         results = pool.map(convert_one, [fn]*len(paths), paths, chunksize=max(1, len(paths) // (8*workers)))
-        return list(_progress(results, len(paths), desc, progress))
-
-# %% ../nbs/00_core.ipynb #ef8fb60f
-def report_entry(r: FileResult, **extra) -> dict:
-    "The report record of one input: ok, number of notes (if the value is a table) and error"
-    n = len(r.value) if isinstance(r.value, NoteTable) else None
-    return {'ok': r.ok, 'notes': n, 'error': r.error} | extra
+        return list(progress_bar(results, total=len(paths), desc=desc, unit='file', disable=not progress))
 
 # %% ../nbs/00_core.ipynb #157f90e4
 def _cell(v, fmt: str | None = None) -> str:
@@ -310,3 +391,20 @@ def config_options(cls) -> list[dict]:
     docs = docments(cls, full=True)
     return [{'name': f.name, 'type': str(docs[f.name]['anno']), 'default': _default(f), 'help': docs[f.name]['docment'] or ''}
             for f in dataclasses.fields(cls)]
+
+# %% ../nbs/00_core.ipynb #8dddb886
+MAX_TICKS_PER_SECOND = 32767  # the largest MIDI ticks per beat: every grid up to it can be written as a MIDI file
+
+def check_ticks_per_second(value) -> int:
+    "`value` if it is a tick grid smidilab can read and write (a whole number 1..32767), else a `SmidiError`"
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_TICKS_PER_SECOND:
+        raise SmidiError(f"ticks per second must be a whole number from 1 to {MAX_TICKS_PER_SECOND}, not {value!r}")
+    return int(value)
+
+def check_bend_range(value) -> float:
+    "`value` if it is a bend range MIDI can state (finite, > 0, whole cents, at most 127.99 semitones), else a `SmidiError`"
+    try: v = float(value)
+    except (TypeError, ValueError): v = float('nan')
+    ok = v == v and 0 < v < 128 and int(v) + round((v - int(v)) * 100) / 100 == v
+    if not ok: raise SmidiError(f"bend range must be semitones above 0 in whole cents, at most 127.99 (MIDI's RPN 0), not {value!r}")
+    return v

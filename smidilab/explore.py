@@ -4,22 +4,22 @@
 
 # %% ../nbs/07_explore.ipynb #43021feb
 from __future__ import annotations
-import json, shutil, subprocess, tempfile, wave
+import json
 from pathlib import Path
 from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.colors import to_rgb
-from .core import NoteTable, NO_BEND, MAX_BEND, take, canonical, find_inputs, convert_files, SmidiError, atomic_path
+from .core import NoteTable, NO_BEND, MAX_BEND, take, canonical, find_inputs, convert_files, atomic_path
 from .codec import quantize_bend, dequantize_bend, bend_to_semitones
 
 
 # %% auto #0
-__all__ = ['NOTE_COLOURS', 'NOTE_NAMES', 'REGION_EDGES', 'REGIONS', 'SUMMARY_COLUMNS', 'TOKEN_FIELDS', 'FIGURE_RC',
-           'slice_seconds', 'bend_contour', 'pitch_name', 'piano_roll', 'note_columns', 'plot_note_histograms',
-           'raw_bend_values', 'plot_bend_histograms', 'plot_bend_quantizer', 'plot_augmentation', 'dataset_summary',
-           'split_summary', 'plot_tokens_per_note', 'read_metrics', 'plot_loss_curves', 'plot_metrics',
-           'plot_set_histograms', 'figure_style', 'save_figure']
+__all__ = ['NOTE_COLOURS', 'NOTE_NAMES', 'BARS_MAX', 'REGION_EDGES', 'REGIONS', 'SUMMARY_COLUMNS', 'TOKEN_FIELDS', 'FIGURE_RC',
+           'slice_seconds', 'bend_contour', 'bend_shapes', 'pitch_name', 'piano_roll', 'note_columns',
+           'plot_note_histograms', 'raw_bend_values', 'plot_bend_histograms', 'plot_bend_quantizer',
+           'plot_augmentation', 'dataset_summary', 'split_summary', 'plot_tokens_per_note', 'read_metrics',
+           'plot_loss_curves', 'plot_metrics', 'plot_set_histograms', 'figure_style', 'save_figure']
 
 # %% ../nbs/07_explore.ipynb #28cc036f
 def _seconds(notes: NoteTable, ticks) -> np.ndarray:
@@ -47,13 +47,20 @@ def bend_contour(notes: NoteTable, i: int) -> tuple[np.ndarray, np.ndarray]:
     s = float(bend_to_semitones(np.array([notes.bend[i]]), notes.bend_range)[0])
     return on + dur*np.array([0, .25, 1]), np.array([0, s, s])
 
-def _draw_bends(ax, notes: NoteTable):
+def _draw_bends(ax, notes: NoteTable) -> int:
+    "Draw every bent note's bend as one grey shape (area and outline, two collections for all notes); how many"
+    from matplotlib.collections import LineCollection, PolyCollection
     bent = np.flatnonzero((notes.bend != NO_BEND) | (_has_curve(notes)))
-    for i in bent:
-        t, s = bend_contour(notes, i)
-        ax.fill_between(t, notes.pitch[i], notes.pitch[i] + s, color='0.45', alpha=.55, lw=0, zorder=3)
-        ax.plot(t, notes.pitch[i] + s, color='0.25', lw=.8, zorder=4)
+    if not len(bent): return 0
+    tops = [np.column_stack([t, p + s]) for p, (t, s) in zip(notes.pitch[bent], (bend_contour(notes, i) for i in bent))]
+    shapes = [np.vstack([top, np.column_stack([top[::-1, 0], np.full(len(top), p)])]) for top, p in zip(tops, notes.pitch[bent])]
+    ax.add_collection(PolyCollection(shapes, facecolors='0.45', alpha=.55, lw=0, zorder=3, label='bends'))
+    ax.add_collection(LineCollection(tops, colors='0.25', lw=.8, zorder=4))
     return len(bent)
+
+def bend_shapes(ax) -> int:
+    "How many bend shapes `piano_roll` drew on `ax`"
+    return sum(len(c.get_paths()) for c in ax.collections if c.get_label() == 'bends')
 
 def _has_curve(notes: NoteTable) -> np.ndarray:
     if notes.curve is None: return np.zeros(len(notes), bool)
@@ -73,6 +80,23 @@ def _pitch_axis(ax):
     ax.yaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda p, _: pitch_name(round(p))))
 
+BARS_MAX = 2000  # up to this many notes are drawn as one bar artist each; more as one collection (fast)
+
+def _note_bars(ax, notes: NoteTable):
+    "One bar per note (height 0.85, shade = velocity): bar artists for a small table, one collection for a large one"
+    x0, x1 = _seconds(notes, notes.onset), _seconds(notes, notes.onset + notes.duration)
+    colours = np.column_stack([np.tile(to_rgb(NOTE_COLOURS.get(notes.instrument, 'tab:blue')), (len(notes), 1)),
+                               0.3 + 0.7*notes.velocity/127])
+    style = dict(edgecolor='white', linewidth=.4, zorder=2)
+    if len(notes) <= BARS_MAX: return ax.barh(notes.pitch, x1 - x0, left=x0, height=0.85, color=colours, **style)
+    from matplotlib.collections import PolyCollection
+    y0, y1 = notes.pitch - .425, notes.pitch + .425
+    corners = np.stack([np.stack([x0, y0], -1), np.stack([x0, y1], -1), np.stack([x1, y1], -1), np.stack([x1, y0], -1)], 1)
+    bars = PolyCollection(corners, facecolors=colours, **style)
+    bars.sticky_edges.x.append(float(x0.min()))  # as with bars: the time axis starts at the first note
+    ax.add_collection(bars); ax.autoscale_view()
+    return bars
+
 def piano_roll(notes: NoteTable, # the piece (any grid)
                start: float | None = None, end: float | None = None, # slice, in seconds
                ax=None, # draw on this axes instead of a new figure
@@ -81,10 +105,7 @@ def piano_roll(notes: NoteTable, # the piece (any grid)
     "A figure of `notes` as pitch against seconds, shade = velocity, grey bars = bends"
     fig, ax = _new_axes(ax)
     notes = slice_seconds(notes, start, end)
-    alpha = 0.3 + 0.7*notes.velocity/127
-    colour = NOTE_COLOURS.get(notes.instrument, 'tab:blue')
-    ax.barh(notes.pitch, _seconds(notes, notes.duration), left=_seconds(notes, notes.onset), height=0.85,
-            color=[(*to_rgb(colour), a) for a in alpha], edgecolor='white', linewidth=.4, zorder=2)
+    _note_bars(ax, notes)
     _draw_bends(ax, notes)
     _pitch_axis(ax)
     if start is not None or end is not None: ax.set_xlim(start, end)

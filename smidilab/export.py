@@ -14,7 +14,7 @@ from .tablature import write_gp5
 from .explore import piano_roll, save_figure
 
 # %% auto #0
-__all__ = ['EXPORTERS', 'find_soundfont', 'render_wav', 'export_notes']
+__all__ = ['EXPORTERS', 'find_soundfont', 'render_wav', 'write_formats', 'export_notes']
 
 # %% ../nbs/08_export.ipynb #7ce42b51
 def find_soundfont() -> Path | None:
@@ -47,27 +47,46 @@ def _cut_wav(path, seconds: float, fade: float = 0.1):
         w.setparams(params); w.writeframes(x.astype(np.int16).tobytes())
 
 # %% ../nbs/08_export.ipynb #913eeeed
-def _write_png(notes: NoteTable, path, title: str = ''):
-    save_figure(piano_roll(notes, title=title), path, formats=('png',))
+def _write_mid(notes: NoteTable, path) -> dict:
+    write_midi(notes, path, overwrite=True)
+    return {'notes': len(notes), 'end_moved_to_last_note_off': int(notes.end < notes.last_offset)}
 
-def _write_wav(notes: NoteTable, path):
+def _write_png(notes: NoteTable, path, title: str = '') -> dict:
+    save_figure(piano_roll(notes, title=title), path, formats=('png',))
+    return {}
+
+def _write_wav(notes: NoteTable, path) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         write_midi(notes, Path(tmp)/'notes.mid', True)
         render_wav(Path(tmp)/'notes.mid', path)
+    return {}
 
-EXPORTERS = {'mid': lambda notes, path: write_midi(notes, path, True), 'png': _write_png, 'wav': _write_wav,
-             'gp5': lambda notes, path: write_gp5(notes, path)}
+def _write_gp5(notes: NoteTable, path) -> dict:
+    return write_gp5(notes, path, overwrite=True)  # its report: tempo, timing error, notes dropped and shortened
+
+EXPORTERS = {'mid': _write_mid, 'png': _write_png, 'wav': _write_wav, 'gp5': _write_gp5}  # format → writer → report
 
 # %% ../nbs/08_export.ipynb #c302651a
+def _reason(e: Exception) -> str:
+    if isinstance(e, SmidiError): return str(e)
+    if isinstance(e, OSError) and e.strerror: return f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    return f"{type(e).__name__}: {e}"
+
+def write_formats(notes: NoteTable,  # the notes to write
+                  paths: dict        # format (a key of EXPORTERS) → the file to write
+                 ) -> dict:
+    "Write `notes` to each path; the files written, the reason per failed format, each writer's report (never raises)"
+    files, errors, details = [], {}, {}
+    for fmt, path in paths.items():
+        try: details[fmt] = EXPORTERS[fmt](notes, path)
+        except Exception as e: errors[fmt] = _reason(e)
+        else: files.append(str(path))
+    return {'files': files, 'errors': errors, 'details': details}
+
 def export_notes(notes: NoteTable,  # the notes to write
                  stem,              # path without suffix: STEM.mid, STEM.wav, ...
                  formats=('mid', 'wav', 'png', 'gp5')  # any of EXPORTERS
                 ) -> dict:
-    "Write `notes` in each format; returns the files written and, per failed format, the reason (never raises)"
-    stem, files, errors = Path(stem), [], {}
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    for fmt in formats:
-        path = stem.with_name(f'{stem.name}.{fmt}')
-        try: EXPORTERS[fmt](notes, path); files.append(str(path))
-        except Exception as e: errors[fmt] = f"{type(e).__name__}: {e}"
-    return {'files': files, 'errors': errors}
+    "Write `notes` in each format beside `stem`; `write_formats`'s result (never raises)"
+    stem = Path(stem)
+    return write_formats(notes, {fmt: stem.with_name(f'{stem.name}.{fmt}') for fmt in formats})

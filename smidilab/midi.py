@@ -13,9 +13,9 @@ from .core import *
 from .codec import quantize_bend, dequantize_bend, extreme_bend
 
 # %% auto #0
-__all__ = ['RUN_MIN_BYTES', 'ENGINES', 'RPN_CONTROLS', 'GM_FAMILIES', 'PROGRAMS', 'FREE_CHANNELS', 'OFF', 'RESET', 'ZERO', 'ON',
-           'RISE', 'MidiEvents', 'scan_mido', 'scan_fast', 'scan_midi', 'ticks_to_grid', 'pair_notes', 'channel_bends',
-           'note_bends', 'read_midi_report', 'read_midi', 'is_bent', 'assign_channels', 'midi_bytes', 'write_midi']
+__all__ = ['RUN_MIN_BYTES', 'ENGINES', 'RPN_CONTROLS', 'GM_FAMILIES', 'PROGRAMS', 'FREE_CHANNELS', 'MidiEvents', 'scan_mido',
+           'scan_fast', 'scan_midi', 'ticks_to_grid', 'pair_notes', 'channel_bends', 'note_bends', 'read_midi_report',
+           'read_midi', 'is_bent', 'assign_channels', 'midi_bytes', 'write_midi']
 
 # %% ../nbs/02_midi.ipynb #acc82b78
 @dataclass
@@ -30,8 +30,10 @@ class MidiEvents:
     data2: np.ndarray       # 0 for one-data-byte messages
     tempo_tick: np.ndarray  # set_tempo events, merged order
     tempo: np.ndarray       # µs per beat
-    last_tick: int          # tick of the last event of any kind
+    last_tick: int          # tick of the last event of any kind (a track's end-of-track: the piece's end)
     engine: str = 'mido'    # the front end that read the bytes
+    fallback: str | None = None  # why the fast scanner handed the file to mido (None: it did not)
+    unknown_meta: int = 0   # unknown meta events mido met (it loses their delta times)
 
 def _merged(typ, division, tracks, engine: str) -> MidiEvents:
     "MidiEvents from per-track ([tick, status, d1, d2] rows or a flat list of them, [(tick, tempo)], end tick)"
@@ -56,11 +58,13 @@ def _mido_track(track) -> tuple:
 def scan_mido(data: bytes) -> MidiEvents:
     "MidiEvents of MIDI `data`, parsed by mido (the reference front end)"
     mf = mido.MidiFile(file=io.BytesIO(data))
-    return _merged(mf.type, mf.ticks_per_beat & 0xFFFF, [_mido_track(t) for t in mf.tracks], 'mido')
+    ev = _merged(mf.type, mf.ticks_per_beat & 0xFFFF, [_mido_track(t) for t in mf.tracks], 'mido')
+    ev.unknown_meta = sum(m.type == 'unknown_meta' for t in mf.tracks for m in t)
+    return ev
 
 # %% ../nbs/02_midi.ipynb #25dd65bf
 class _Irregular(Exception):
-    "The fast scanner met something it leaves to mido"
+    "The fast scanner met something it leaves to mido; the message says what"
 
 def _vlq(data: bytes, pos: int) -> tuple[int, int]:
     value = 0
@@ -72,7 +76,8 @@ def _vlq(data: bytes, pos: int) -> tuple[int, int]:
 def _skip_meta(data: bytes, pos: int, tempos: list, tick: int) -> int:
     "Position after the meta event whose type byte is at `pos`; a tempo is appended to `tempos`"
     mtype, (ln, pos) = data[pos], _vlq(data, pos + 1)
-    if ln > 1_000_000 or (mtype == 0x51 and ln != 3): raise _Irregular
+    if ln > 1_000_000: raise _Irregular('a meta event longer than 1 MB')
+    if mtype == 0x51 and ln != 3: raise _Irregular(f'a tempo event of {ln} bytes')
     if mtype == 0x51: tempos.append((tick, int.from_bytes(data[pos:pos + 3], 'big')))
     return pos + ln
 
@@ -95,12 +100,12 @@ def _scan_loop(data: bytes, pos: int, stop: int, tick: int, status: int, ev: lis
             if b >= 0xF0:
                 if b != 0xFF:
                     if b in (0xF0, 0xF7): pos, status = sum(_vlq(data, pos)), 0; continue  # sysex: skip, no running status
-                    raise _Irregular
+                    raise _Irregular(f'system message 0x{b:02X}')
                 if data[pos] != 0x51 and data[pos + 1] < 0x80: pos += 2 + data[pos + 1]  # short meta (lyrics, names)
                 else: pos = _skip_meta(data, pos, tempos, tick)
                 continue
             status, two = b, not 0xC0 <= b < 0xE0
-        elif not status: raise _Irregular
+        elif not status: raise _Irregular('running status without a status byte')
         if two: ev += (tick, status, data[pos], data[pos + 1]); pos += 2
         else: ev += (tick, status, data[pos], 0); pos += 1
     return pos, tick, status
@@ -148,7 +153,7 @@ def _scan_runs(data: bytes, pos: int, end: int) -> tuple:
         ev = []  # the message that ended the run, or a stretch too irregular for runs
         p, tick, status = _scan_loop(data, pos + p, min(end, pos + p + budget), tick, status, ev, tempos)
         blocks.append(np.array(ev, np.int64).reshape(-1, 4)); p -= pos
-    if p != len(arr): raise _Irregular
+    if p != len(arr): raise _Irregular('a message crosses the end of its track')
     return np.concatenate(blocks) if blocks else np.zeros((0, 4), np.int64), tempos, tick
 
 def _scan_tracks(data: bytes, spans: list) -> list[tuple]:
@@ -158,7 +163,7 @@ def _scan_tracks(data: bytes, spans: list) -> list[tuple]:
         if b - a >= RUN_MIN_BYTES: out.append(_scan_runs(data, a, b)); continue
         tempos, start = [], len(flat) // 4
         p, tick, _ = _scan_loop(data, a, b, 0, 0, flat, tempos)
-        if p != b: raise _Irregular
+        if p != b: raise _Irregular('a message crosses the end of its track')
         out.append((slice(start, len(flat) // 4), tempos, tick))
     rows = np.array(flat, np.int64).reshape(-1, 4)
     return [(rows[t[0]], t[1], t[2]) if isinstance(t[0], slice) else t for t in out]
@@ -166,23 +171,23 @@ def _scan_tracks(data: bytes, spans: list) -> list[tuple]:
 # %% ../nbs/02_midi.ipynb #1d8770cc
 def _track_spans(data: bytes, pos: int, n: int) -> list[tuple[int, int]]:
     spans = []
-    for _ in range(n):
-        if data[pos:pos + 4] != b'MTrk' or pos + 8 > len(data): raise _Irregular
+    for k in range(n):
+        if data[pos:pos + 4] != b'MTrk' or pos + 8 > len(data): raise _Irregular(f'track {k + 1} is not an MTrk chunk')
         size, = struct.unpack('>I', data[pos + 4:pos + 8])
-        if pos + 8 + size > len(data): raise _Irregular
+        if pos + 8 + size > len(data): raise _Irregular(f'track {k + 1} runs past the end of the file')
         spans.append((pos + 8, pos + 8 + size)); pos += 8 + size
     return spans
 
 def scan_fast(data: bytes) -> MidiEvents:
     "MidiEvents of MIDI `data` from the fast scanner; raises `_Irregular` where mido should decide"
-    if len(data) < 14 or data[:4] != b'MThd': raise _Irregular
+    if len(data) < 14 or data[:4] != b'MThd': raise _Irregular('no MThd header')
     size, = struct.unpack('>I', data[4:8])
-    if size < 6: raise _Irregular
+    if size < 6: raise _Irregular('a header chunk shorter than 6 bytes')
     typ, n, division = struct.unpack('>HHH', data[8:14])
     try: tracks = _scan_tracks(data, _track_spans(data, 8 + size, n))
-    except IndexError: raise _Irregular
+    except IndexError: raise _Irregular('a track ends inside a message')
     ev = _merged(typ, division, tracks, 'fast')
-    if ((ev.data1 | ev.data2) & 0x80).any(): raise _Irregular  # data bytes > 127: mido decides
+    if ((ev.data1 | ev.data2) & 0x80).any(): raise _Irregular('a data byte above 127')  # mido decides
     return ev
 
 # %% ../nbs/02_midi.ipynb #6fb201ab
@@ -199,15 +204,23 @@ def _check_bytes(data: bytes) -> str | None:
     if data[:4] != b'MThd': return 'not a MIDI file (no MThd header)'
     if len(data) < 14: return 'truncated MIDI file (header incomplete)'
 
+def _by_mido(data: bytes, path, fallback: str | None) -> MidiEvents:
+    "mido's reading, as the engine asked for or as the fallback (`fallback` says why; then never with unknown metas)"
+    try: ev = scan_mido(data)
+    except Exception as e: raise InputFileError(path, _mido_reason(e)) from None
+    if fallback and ev.unknown_meta:
+        raise InputFileError(path, f"the fast reader stopped ({fallback}), and mido, which reads such files, would "
+                                   f"misplace every event after its {ev.unknown_meta} unknown meta event(s)")
+    ev.fallback = fallback
+    return ev
+
 def scan_midi(data: bytes, path='<bytes>', engine: str = 'auto') -> MidiEvents:
-    "MidiEvents of MIDI `data`; a bad file raises `InputFileError(path, reason)`"
+    "MidiEvents of MIDI `data`; a bad file raises `InputFileError(path, reason)`; `fallback` says if mido took over"
     if engine not in ENGINES: raise SmidiError(f"unknown engine {engine!r}; choose one of {ENGINES}")
     if (reason := _check_bytes(data)): raise InputFileError(path, reason)
-    if engine != 'mido':
-        try: return scan_fast(data)
-        except _Irregular: pass
-    try: return scan_mido(data)
-    except Exception as e: raise InputFileError(path, _mido_reason(e)) from None
+    if engine == 'mido': return _by_mido(data, path, None)
+    try: return scan_fast(data)
+    except _Irregular as e: return _by_mido(data, path, str(e))
 
 # %% ../nbs/02_midi.ipynb #c5d98157
 def _time_base(division: int, path='<bytes>') -> tuple[int, int | None]:
@@ -350,8 +363,7 @@ def note_bends(on: np.ndarray, off: np.ndarray, channel: np.ndarray, bends: dict
 # %% ../nbs/02_midi.ipynb #50a6fcfe
 def _load(path) -> tuple[bytes, str]:
     if isinstance(path, (bytes, bytearray)): return bytes(path), '<bytes>'
-    try: return Path(path).read_bytes(), str(path)
-    except OSError as e: raise InputFileError(path, f'cannot read: {e.strerror or e}') from None
+    return read_input(path), str(path)
 
 def _check_type(ev: MidiEvents, path):
     if ev.type == 2: raise InputFileError(path, 'type 2 MIDI (independent sequences) is not supported')
@@ -390,7 +402,8 @@ def _to_grid(ev: MidiEvents, ticks, ticks_per_second: int, path) -> np.ndarray:
     return ticks_to_grid(ticks, tempo_tick, tempo, tpb, ticks_per_second)
 
 def _report(ev: MidiEvents, notes: NoteTable, channel, off, strays, clipped, drums) -> dict:
-    return {'engine': ev.engine, 'type': int(ev.type), 'tracks': ev.n_tracks, 'division': int(ev.division),
+    return {'engine': ev.engine, 'fallback': ev.fallback, 'type': int(ev.type), 'tracks': ev.n_tracks,
+            'division': int(ev.division),
             'tempo_changes': len(ev.tempo), 'channels': sorted(set(channel.tolist())), 'notes': len(notes),
             'dangling_closed': int((off < 0).sum()), 'stray_note_offs': int(strays), 'bends_clipped': int(clipped),
             'drum_notes_skipped': drums}
@@ -403,18 +416,18 @@ def read_midi_report(path,                      # a .mid file (or its bytes)
                      engine: str = 'auto'       # 'auto' (fast scanner, mido for anything unusual) or 'mido'
                     ) -> tuple[NoteTable, dict]:
     "The notes of a MIDI file and a report of what reading it repaired or dropped"
-    if ticks_per_second <= 0 or bend_range <= 0: raise SmidiError('ticks_per_second and bend_range must be positive')
+    if not (ticks_per_second > 0 and 0 < bend_range < np.inf): raise SmidiError('ticks_per_second and bend_range must be positive')
     data, name = _load(path)
     ev = scan_midi(data, name, engine); _check_type(ev, name)
     on, off, strays, drums = _paired(ev, keep_drums)
     channel, (bends, clipped) = ev.status[on] & 0x0F, channel_bends(ev, bend_range)
     ends = np.where(off >= 0, ev.tick[np.maximum(off, 0)], ev.last_tick)
-    grid = _to_grid(ev, np.concatenate([ev.tick[on], ends]), ticks_per_second, name)
-    start, stop = grid[:len(on)], grid[len(on):]
+    grid = _to_grid(ev, np.concatenate([ev.tick[on], ends, [ev.last_tick]]), ticks_per_second, name)
+    start, stop, last = grid[:len(on)], grid[len(on):-1], int(grid[-1])
     first = start.min() if len(start) else 0  # leading silence is not kept
     notes = NoteTable(pitch=ev.data1[on], velocity=ev.data2[on], onset=start - first, duration=stop - start,
                       bend=quantize_bend(note_bends(on, off, channel, bends)) if bends else None,
-                      ticks_per_second=ticks_per_second,
+                      end=max(last, int(stop.max(initial=0))) - first, ticks_per_second=ticks_per_second,
                       bend_range=bend_range, source=name, instrument=_instrument(ev, channel))
     return notes, _report(ev, notes, channel, off, strays, clipped, drums)
 
@@ -453,10 +466,34 @@ def _fits(lanes: dict, c: int, a: int, b: int, pitch: int, bent: bool) -> bool:
     if _overlaps(lanes, ('bent', c), a, b) or (bent and _overlaps(lanes, ('all', c), a, b)): return False
     return _lane(lanes, ('pitch', c, pitch), a)[0] <= b  # not nested inside a same-pitch note
 
+def _fit_one_channel(pitch: np.ndarray, onset: np.ndarray, end: np.ndarray) -> np.ndarray:
+    "Mask of the notes that go on the next channel: those ending no earlier than every same-pitch note started before"
+    o = np.argsort(pitch * (int(onset.max(initial=0)) + 1) + onset, kind='stable')  # by pitch, then onset
+    p, a = pitch[o], onset[o]
+    e = end[o] + p * (int(end.max(initial=0)) + 1)  # the offset keeps lower pitches' ends below this pitch's
+    new = np.concatenate([[True], (p[1:] != p[:-1]) | (a[1:] != a[:-1])]) if len(p) else np.zeros(0, bool)
+    block = np.maximum.accumulate(np.where(new, np.arange(len(p)), 0))  # first note with this pitch and onset
+    before = np.maximum.accumulate(e)[np.maximum(block - 1, 0)]         # latest end of the notes sorted before it
+    fit = np.empty(len(p), bool)
+    fit[o] = (block == 0) | (before <= e)
+    return fit
+
+def _unbent_channels(notes: NoteTable, ends: np.ndarray) -> np.ndarray:
+    "First-fit channels of unbent notes, one channel at a time: what the lane loop gives, without the loop"
+    out, left = np.zeros(len(notes), np.int64), np.arange(len(notes))
+    for c in FREE_CHANNELS:
+        fit = _fit_one_channel(notes.pitch[left], notes.onset[left], ends[left])
+        out[left[fit]], left = c, left[~fit]
+        if not len(left): return out
+    i = int(left[np.argmin(notes.onset[left])])
+    raise SmidiError(f"note {i} (pitch {notes.pitch[i]} at tick {notes.onset[i]}): more than 15 same-pitch notes "
+                     "nested inside each other need a MIDI channel each")
+
 def assign_channels(notes: NoteTable) -> np.ndarray:
     "A MIDI channel per note such that reading the written file gives the notes back"
     lanes, out, bent = {}, np.zeros(len(notes), np.int64), is_bent(notes)
     ends = notes.onset + notes.duration
+    if not bent.any() and int(ends.max(initial=0)) < 2**55: return _unbent_channels(notes, ends)
     for i in np.lexsort((notes.pitch, notes.onset)).tolist():
         a, b, p = int(notes.onset[i]), int(ends[i]), int(notes.pitch[i])
         c = next((c for c in FREE_CHANNELS if _fits(lanes, c, a, b, p, bent[i])), None)
@@ -467,7 +504,7 @@ def assign_channels(notes: NoteTable) -> np.ndarray:
     return out
 
 # %% ../nbs/02_midi.ipynb #6da47107
-OFF, RESET, ZERO, ON, RISE = range(5)  # phases of events within one tick
+_OFF, _RESET, _ZERO, _ON, _RISE = range(5)  # phases of events within one tick
 
 def _bend_steps(a: int, d: int, b: int, curve) -> list[tuple[int, int]]:
     "(tick, 14-bit value) pitch-bend events of one bent note starting at `a` lasting `d` ticks"
@@ -476,16 +513,41 @@ def _bend_steps(a: int, d: int, b: int, curve) -> list[tuple[int, int]]:
     g, q = int(dequantize_bend(b)) - 8192, d // 4
     return [(a + q * j // 4, 8192 + g * j // 4) for j in range(1, 5)]
 
-def _bend_msg(c: int, x: int) -> mido.Message:
-    return mido.Message('pitchwheel', channel=c, pitch=x - 8192)
+def _plain_events(i, c, p, v, a, d) -> np.ndarray:
+    "Event columns [tick, phase, order, order, channel, status, data 1, data 2] × events of unbent notes"
+    z = d == 0
+    on = np.stack([a, np.where(z, _ZERO, _ON), np.where(z, i, d), np.where(z, 0, i), c, 0x90 | c, p, v])
+    off = np.stack([a + d, np.where(z, _ZERO, _OFF), np.where(z, i, 0), np.where(z, 1, i), c, 0x80 | c, p,
+                    np.full_like(p, 64)])
+    return np.concatenate([on, off], axis=1)
 
-def _note_rows(i: int, c: int, p: int, v: int, a: int, d: int, bend: int, curve, bent: bool) -> list:
-    "Event rows of one note"
-    on, off = mido.Message('note_on', channel=c, note=p, velocity=v), mido.Message('note_off', channel=c, note=p)
-    steps = [_bend_msg(c, x) for _, x in _bend_steps(a, d, bend, curve)] if bent else []
-    if d == 0: return [(a, ZERO, i, k, c, m) for k, m in enumerate([on, *steps, off] + [_bend_msg(c, 8192)] * bent)]
-    rows = [(a, ON, d, i, c, on), (a + d, OFF, 0, i, c, off)] + [(a + d, RESET, 0, i, c, _bend_msg(c, 8192))] * bent
-    return rows + [(t, RISE, i, k, c, m) for k, ((t, _), m) in enumerate(zip(_bend_steps(a, d, bend, curve), steps))]
+def _bent_rows(i: int, c: int, p: int, v: int, a: int, d: int, b: int, curve) -> list[tuple]:
+    "Event rows of one bent note: note-on, the bend steps, note-off and the reset to 8192"
+    steps = [(t, (0xE0 | c, x & 0x7F, x >> 7)) for t, x in _bend_steps(a, d, b, curve)]
+    on, off, reset = (0x90 | c, p, v), (0x80 | c, p, 64), (0xE0 | c, 0, 64)
+    if d == 0: return [(a, _ZERO, i, k, c, *m) for k, m in enumerate([on, *[m for _, m in steps], off, reset])]
+    return [(a, _ON, d, i, c, *on), (a + d, _OFF, 0, i, c, *off), (a + d, _RESET, 0, i, c, *reset)] + \
+           [(t, _RISE, i, k, c, *m) for k, (t, m) in enumerate(steps)]
+
+def _write_order(ev: np.ndarray) -> np.ndarray:
+    "Order of the events as written: by channel (its track), tick, phase, then the two order columns"
+    span = lambda x: int(x.max(initial=0)) + 1
+    k_big, t_big = span(ev[3]), 5 * span(ev[0])
+    if span(ev[2]) * k_big * t_big * 16 < 2**62:  # one int64 key holds all five: one sort of a nearly sorted array
+        key = (ev[4] * t_big + ev[0] * 5 + ev[1]) * (span(ev[2]) * k_big) + ev[2] * k_big + ev[3]
+        return np.argsort(key, kind='stable')
+    return np.lexsort((ev[3], ev[2], ev[1], ev[0], ev[4]))
+
+def _events(notes: NoteTable, channels: np.ndarray) -> np.ndarray:
+    "The event columns of every note, in the order they are written (`_write_order`)"
+    bent, idx = is_bent(notes), np.arange(len(notes))
+    cols = (idx, channels, notes.pitch, notes.velocity, notes.onset, notes.duration)
+    plain = _plain_events(*(x[~bent] for x in cols))
+    curves = notes.curve if notes.curve is not None else [None] * len(notes)
+    rows = [r for k in np.flatnonzero(bent).tolist() for r in
+            _bent_rows(k, *(int(x[k]) for x in cols[1:]), int(notes.bend[k]), curves[k])]
+    ev = np.concatenate([plain, np.array(rows, np.int64).reshape(-1, 8).T], axis=1)
+    return ev[:, _write_order(ev)]
 
 # %% ../nbs/02_midi.ipynb #f7c043d1
 def _tempo_for(ticks_per_second: int) -> tuple[int, int]:
@@ -496,46 +558,57 @@ def _tempo_for(ticks_per_second: int) -> tuple[int, int]:
 
 def _rpn_values(bend_range: float) -> tuple[int, int]:
     "(semitones, cents) of the RPN 0 message for `bend_range`"
-    semis = int(bend_range); cents = round((bend_range - semis) * 100)
-    if not (0 <= semis <= 127 and cents < 100 and semis + cents / 100 == bend_range):
-        raise SmidiError(f"bend range {bend_range} cannot be written as RPN 0 semitones + cents")
-    return semis, cents
+    try: check_bend_range(bend_range)
+    except SmidiError: raise SmidiError(f"bend range {bend_range} cannot be written as RPN 0 semitones + cents") from None
+    semis = int(bend_range)
+    return semis, round((bend_range - semis) * 100)
 
-def _setup(c: int, program: int, semis: int, cents: int) -> list[mido.Message]:
-    "Program and RPN 0 bend range of channel `c` (the RPN is deselected afterwards)"
-    cc = [(101, 0), (100, 0), (6, semis), (38, cents), (101, 127), (100, 127)]
-    return [mido.Message('program_change', channel=c, program=program)] + \
-           [mido.Message('control_change', channel=c, control=k, value=v) for k, v in cc]
+def _vlq_bytes(x: int) -> bytes:
+    "A MIDI variable-length quantity"
+    out = [x & 0x7F]
+    while x > 0x7F: x >>= 7; out.append(0x80 | (x & 0x7F))
+    return bytes(reversed(out))
 
-def _track(msgs: list, ticks: list, end: int, name: str = '') -> mido.MidiTrack:
-    "A track of `msgs` at absolute `ticks`, ending at `end`"
-    t = mido.MidiTrack([mido.MetaMessage('track_name', name=name)] if name else [])
-    for m, tick, prev in zip(msgs, ticks, [0] + ticks): t.append(m.copy(time=tick - prev))
-    t.append(mido.MetaMessage('end_of_track', time=max(end - (ticks[-1] if ticks else 0), 0)))
-    return t
+def _chunk(body: bytes) -> bytes:
+    return b'MTrk' + struct.pack('>I', len(body)) + body
 
 # %% ../nbs/02_midi.ipynb #0181260b
-def _rows(notes: NoteTable, channels: np.ndarray) -> list:
-    bent, curves = is_bent(notes), notes.curve if notes.curve is not None else [None] * len(notes)
-    cols = zip(notes.pitch.tolist(), notes.velocity.tolist(), notes.onset.tolist(), notes.duration.tolist(),
-               notes.bend.tolist(), curves, bent.tolist(), channels.tolist())
-    return sorted((r for i, (p, v, a, d, b, cu, be, c) in enumerate(cols) for r in _note_rows(i, c, p, v, a, d, b, cu, be)),
-                  key=lambda r: r[:4])
+def _message_bytes(delta: np.ndarray, ev: np.ndarray, running: int) -> bytes:
+    "Delta times and 3-byte channel messages (columns of `_events`) as track bytes, with running status"
+    status, size, k = ev[5], np.ones(len(delta), np.int64), 1
+    while (1 << 7 * k) <= delta.max(initial=0): size += delta >= (1 << 7 * k); k += 1  # bytes of each delta time
+    write = status != np.concatenate([[running], status[:-1]])  # the status byte, unless it repeats
+    start = np.concatenate([[0], np.cumsum(size + write + 2)[:-1]])
+    out = np.zeros(int(start[-1] + size[-1] + write[-1] + 2) if len(delta) else 0, np.uint8)
+    for k in range(int(size.max(initial=0))):
+        sel = size > k
+        out[start[sel] + k] = (delta[sel] >> 7 * (size[sel] - 1 - k)) & 0x7F | np.where(k < size[sel] - 1, 0x80, 0)
+    pos = start + size
+    out[pos[write]] = status[write]
+    out[pos + write] = ev[6]; out[pos + write + 1] = ev[7]
+    return out.tobytes()
+
+def _channel_track(ev: np.ndarray, c: int, program: int, semis: int, cents: int, end: int) -> bytes:
+    "The MTrk chunk of channel `c`: program and RPN 0 bend range at tick 0, its events, the end at `end`"
+    setup = bytes([0, 0xC0 | c, program, 0, 0xB0 | c, 101, 0, 0, 100, 0, 0, 6, semis, 0, 38, cents, 0, 101, 127, 0, 100, 127])
+    ticks = ev[0]
+    body = _message_bytes(np.diff(ticks, prepend=0), ev, 0xB0 | c)
+    return _chunk(setup + body + _vlq_bytes(max(end - int(ticks[-1] if len(ticks) else 0), 0)) + b'\xff\x2f\x00')
+
+def _tempo_track(tempo: int, end: int) -> bytes:
+    "The first track: its name, the one tempo, the end at `end`"
+    return _chunk(b'\x00\xff\x03\x08smidilab\x00\xff\x51\x03' + tempo.to_bytes(3, 'big') + _vlq_bytes(end) + b'\xff\x2f\x00')
 
 def midi_bytes(notes: NoteTable) -> bytes:
-    "A type-1 MIDI file of `notes` whose tick is the grid tick; reading it back gives `notes`"
+    "A type-1 MIDI file of `notes` whose tick is the grid tick, ending at the piece's end; reading it back gives `notes`"
     notes = check_notes(notes)
     tpb, tempo = _tempo_for(notes.ticks_per_second)
     semis, cents = _rpn_values(notes.bend_range)
-    rows, end = _rows(notes, assign_channels(notes)), max(notes.end, notes.last_offset)
-    mf = mido.MidiFile(type=1, ticks_per_beat=tpb)
-    mf.tracks.append(_track([mido.MetaMessage('set_tempo', tempo=tempo)], [0], end, 'smidilab'))
-    for c in sorted({r[4] for r in rows}):
-        mine = [r for r in rows if r[4] == c]
-        setup = _setup(c, PROGRAMS[notes.instrument], semis, cents)
-        mf.tracks.append(_track(setup + [r[5] for r in mine], [0] * len(setup) + [r[0] for r in mine], end))
-    buf = io.BytesIO(); mf.save(file=buf)
-    return buf.getvalue()
+    ev, end = _events(notes, assign_channels(notes)), max(notes.end, notes.last_offset)
+    cut = np.flatnonzero(np.diff(ev[4], prepend=-1, append=-1))  # where the next channel's events begin
+    tracks = [_tempo_track(tempo, end)] + [_channel_track(ev[:, a:b], int(ev[4, a]), PROGRAMS[notes.instrument], semis,
+                                                          cents, end) for a, b in zip(cut[:-1], cut[1:])]
+    return b'MThd' + struct.pack('>IHHH', 6, 1, len(tracks), tpb) + b''.join(tracks)
 
 def write_midi(notes: NoteTable, path, overwrite: bool = False) -> Path:
     "Write `notes` to the MIDI file `path` atomically; an existing file is kept unless `overwrite`"

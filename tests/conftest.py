@@ -16,5 +16,6 @@ LOGS = REPO / 'tests' / 'logs'
 
 def need(path: Path) -> Path:
     "Skip the test, saying why, when material that lives outside the repository (../shared) is absent"
-    if not path.exists(): pytest.skip(f'{path} not available (not distributed with smidilab; CI provides it)')
-    return path
+    if path.exists(): return path
+    if Path(path).resolve().is_relative_to(REPO): pytest.fail(f'{path}: a fixture of the repository is missing')
+    pytest.skip(f'{path} not available (not distributed with smidilab; CI provides it)')

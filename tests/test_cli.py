@@ -7,9 +7,6 @@ from smidilab.codec import text_to_notes
 from smidilab.cli import main
 from conftest import FIXTURES, SEED, need
 
-SMIDILAB = [sys.executable, '-m', 'smidilab.cli']
-
-
 def smidilab(*args, cwd=None):
     return subprocess.run([str(Path(sys.executable).parent / 'smidilab'), *map(str, args)], capture_output=True,
                           text=True, cwd=cwd)
@@ -40,17 +37,19 @@ def test_encode_reports_bad_files_and_converts_the_rest(corpus, tmp_path):
     assert r.returncode == 1, r.stderr
     assert 'Traceback' not in r.stderr + r.stdout
     report = json.loads((tmp_path / 'out' / 'report.json').read_text())
-    bad = {Path(k).name: v for k, v in report.items() if not v['ok']}
+    inputs = report['inputs']
+    bad = {Path(k).name: v for k, v in inputs.items() if not v['ok']}
     assert set(bad) == {'empty.mid', 'truncated.mid', 'random.mid', 'text.mid', 'song.gpx'}
     assert 'not supported' in bad['song.gpx']['error']
-    assert all(v['error'] for v in bad.values())
-    good = [k for k, v in report.items() if v['ok']]
-    assert len(good) == len(report) - 5
+    assert all(v['error'] and not v['outputs'] for v in bad.values())
+    good = [k for k, v in inputs.items() if v['ok']]
+    assert len(good) == len(inputs) - 5 == report['summary']['ok']
     for k in good:
-        out = Path(report[k]['output'])
+        out = tmp_path / 'out' / inputs[k]['outputs'][0]
         assert out.is_relative_to(tmp_path / 'out')
-        assert len(text_to_notes(out.read_text())) == report[k]['notes'] > 0
+        assert len(text_to_notes(out.read_text())) == inputs[k]['notes_out'] > 0
     assert (tmp_path / 'out' / 'bach').is_dir()      # input folders mirrored
+    assert r.stdout.splitlines()[0] == f'encoded {len(good)} of {len(inputs)} input(s) cleanly; 5 not (see report.json)'
 
 
 def test_encode_all_good_exits_zero_and_decode_round_trips(corpus, tmp_path):
@@ -65,20 +64,34 @@ def test_encode_all_good_exits_zero_and_decode_round_trips(corpus, tmp_path):
 
 
 def test_decode_lenient_reports_dropped_tokens_strict_fails(tmp_path):
+    "Lenient decoding writes what it could and says what it dropped, and that is not a clean exit"
     (tmp_path / 'gen.txt').write_text('p60:v80:d96:t96 p61:vX p62:v80:d96:t96')
     r = smidilab('decode', tmp_path / 'gen.txt', '-o', tmp_path / 'lenient')
-    assert r.returncode == 0, r.stderr
-    entry = json.loads((tmp_path / 'lenient' / 'report.json').read_text())[str(tmp_path / 'gen.txt')]
-    assert entry['notes'] == 2 and entry['dropped'][0]['token'] == 'p61:vX'
+    assert r.returncode == 1, r.stderr
+    entry = json.loads((tmp_path / 'lenient' / 'report.json').read_text())['inputs'][str(tmp_path / 'gen.txt')]
+    assert (entry['ok'], entry['notes_in'], entry['notes_out'], entry['outputs']) == (False, 3, 2, ['gen.mid'])
+    assert entry['dropped']['first'][0]['token'] == 'p61:vX' and entry['dropped']['count'] == 1
+    assert (tmp_path / 'lenient' / 'gen.mid').exists()
     r = smidilab('decode', tmp_path / 'gen.txt', '-o', tmp_path / 'strict', '--strict')
     assert r.returncode == 1 and 'token 1' in r.stdout
+    assert not (tmp_path / 'strict' / 'gen.mid').exists()
 
 
 def test_usage_errors_exit_2(tmp_path):
+    (tmp_path / 'a.txt').write_text('p60:v80:d96:t96')
     assert smidilab('encode').returncode == 2
     assert smidilab('encode', tmp_path / 'missing', '-o', tmp_path).returncode == 2
     assert smidilab('decode', tmp_path, '-o', tmp_path, '--to', 'mp3').returncode == 2
     assert smidilab('frobnicate').returncode == 2
+    for bad in (['--ticks-per-second', '0'], ['--ticks-per-second', '65536'], ['--bend-range', 'nan'],
+                ['--bend-range', '0.333'], ['--bend-range', '-1'], ['--workers', '0'], ['--ticks-per-second', '1.5']):
+        r = smidilab('decode', tmp_path / 'a.txt', '-o', tmp_path / 'o', *bad)
+        assert r.returncode == 2 and 'Traceback' not in r.stderr, (bad, r.stderr)
+    assert smidilab('encode', tmp_path, '-o', tmp_path / 'o', '--track', '0').returncode == 2
+    (tmp_path / 'empty').mkdir()
+    r = smidilab('encode', tmp_path / 'empty', '-o', tmp_path / 'o')
+    assert r.returncode == 2 and 'no input files found' in r.stderr
+    assert not (tmp_path / 'o').exists()                 # refused before anything was written
 
 
 def test_reference_data_grid(tmp_path):

@@ -3,9 +3,10 @@ import json
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
-from smidilab.core import NoteTable, canonical, NO_BEND
+import re
+from smidilab.core import NoteTable, canonical, canonical_order, NO_BEND
 from smidilab.codec import (notes_to_text, text_to_notes, parse_text, convert_dialect, quantize_bend,
-                            dequantize_bend, ParseError)
+                            dequantize_bend, ParseError, fit_to_bounds, tick_bound)
 from conftest import SEED, need
 
 
@@ -79,6 +80,64 @@ def test_lenient_keeps_exactly_the_valid_tokens(text):
     for issue in report.dropped:
         with pytest.raises(ParseError):
             text_to_notes(issue.token)
+
+
+gap = st.integers(0, 500).map(str)
+mixed_tokens = st.lists(st.one_of(
+    st.tuples(st.integers(0, 127), st.integers(1, 127), gap, gap).map(lambda x: 'p%d:v%d:d%s:t%s' % x),   # valid
+    st.tuples(gap, gap).map(lambda x: 'p60:v0:d%s:t%s' % x),                                              # velocity 0
+    st.tuples(gap, st.integers(46, 99)).map(lambda x: 'p60:v80:d96:t%s:b%d' % x),                         # bend 99
+    st.sampled_from(['garbage', 'p61:vX', 't', 'p60:v80:d96:t', 't007'])), max_size=12).map(' '.join)
+
+
+@given(st.one_of(note_like, mixed_tokens))
+@settings(max_examples=300, deadline=None)
+def test_dropped_tokens_keep_a_readable_gap(text):
+    "A kept note's onset is the sum of the gaps before it: each token's own t, or a dropped token's readable t"
+    notes, report = parse_text(text)
+    at, onsets = 0, []
+    for tok in text.split():
+        try: one = text_to_notes(tok)
+        except ParseError:
+            m = re.search(r'(?:^|:)t(0|[1-9][0-9]{0,11})(?=:|$)', tok)
+            at += int(m.group(1)) if m and int(m.group(1)) <= tick_bound() else 0
+        else: onsets.append(at); at += one.end
+    first = onsets[0] if onsets else 0
+    assert notes.onset.tolist() == [o - first for o in onsets] and notes.end == (at - first if onsets else 0)
+
+
+@given(note_tables(max_notes=20), st.lists(st.sampled_from(['\ufeff', '\u200b', '\u200d', '\u2060', ' ']), min_size=1, max_size=3))
+@settings(max_examples=100, deadline=None)
+def test_invisible_characters_separate_notes(notes, marks):
+    text = notes_to_text(notes)
+    hidden = ''.join(marks).join(text.split(' ')).join(['\ufeff', ''])
+    assert text_to_notes(hidden, instrument=notes.instrument) == text_to_notes(text, instrument=notes.instrument)
+
+
+@given(st.integers(0, 30), st.data())
+@settings(max_examples=100, deadline=None)
+def test_canonical_order_is_the_lexicographic_order(n, data):
+    "The one-key sort of canonical_order equals sorting column by column, for any values"
+    col = lambda lo, hi: np.array(data.draw(st.lists(st.integers(lo, hi), min_size=n, max_size=n)), np.int64)
+    big = data.draw(st.sampled_from([3, 500, 10**12, 2**61]))
+    notes = NoteTable(pitch=col(-2, 130), velocity=col(0, 130), onset=col(0, big), duration=col(0, big), bend=col(0, 70))
+    expected = np.lexsort((notes.bend, notes.velocity, notes.duration, -notes.pitch, notes.onset))
+    assert canonical_order(notes).tolist() == expected.tolist()
+
+
+@given(note_tables(max_notes=20), st.integers(1, 10**9), st.integers(1, 10**9))
+@settings(max_examples=100, deadline=None)
+def test_encoding_never_writes_what_decoding_refuses(notes, far, long):
+    "Stretched far past the one-hour bound, a table is cut to it, counted, and its text parses strictly"
+    if not len(notes): return
+    notes = NoteTable(pitch=notes.pitch, velocity=notes.velocity, onset=notes.onset * far, duration=notes.duration + long,
+                      bend=notes.bend, end=int(notes.end) * far + long)
+    fitted, cut = fit_to_bounds(notes)
+    bound = tick_bound()
+    assert cut.get('durations_clamped', 0) == int((notes.duration > bound).sum())
+    assert fitted.duration.max() <= bound and np.diff(np.append(fitted.onset, fitted.end)).max(initial=0) <= bound
+    assert len(text_to_notes(notes_to_text(fitted))) == len(notes)
+    if not cut: assert fitted == notes
 
 
 def test_bend_quantizer_every_value():

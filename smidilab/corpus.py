@@ -7,14 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 import numpy as np
-from .core import NoteTable, SmidiError, shift_to_zero, with_columns, DEFAULT_TICKS_PER_SECOND
+from .core import NoteTable, SmidiError, shift_to_zero, with_columns, convert_files, DEFAULT_TICKS_PER_SECOND, NO_BEND
+from .codec import extreme_bend
 from .midi import write_midi
 from .guitarpro import semitones_to_bend
 from .tablature import write_gp5, STANDARD_TUNING
 
 # %% auto #0
-__all__ = ['PART_VELOCITIES', 'RIFF_VELOCITIES', 'DEFAULT_PIECES', 'score_to_notes', 'corpus_notes', 'read_chorales',
-           'guitar_riff', 'riff_notes', 'write_corpus_midi', 'write_riff_gp5', 'embedded_inputs']
+__all__ = ['PART_VELOCITIES', 'RIFF_VELOCITIES', 'STUDY_TUNINGS', 'BEND_DEPTHS', 'BEND_SHAPES', 'RHYTHMS', 'DEFAULT_PIECES',
+           'STUDY_COLLECTIONS', 'score_to_notes', 'corpus_notes', 'read_chorales', 'guitar_riff', 'riff_notes',
+           'random_bend', 'varied_riff', 'write_corpus_midi', 'write_riff_gp5', 'embedded_inputs', 'collection_names',
+           'study_pieces']
 
 # %% ../nbs/05_corpus.ipynb #d0cc58f9
 def _accent(offset: float) -> int:
@@ -85,8 +88,14 @@ def guitar_riff(seed: int) -> tuple[list, int]:
 # %% ../nbs/05_corpus.ipynb #986cf201
 RIFF_VELOCITIES = (111, 95)  # fortissimo on the quarter-note beats, forte between them (Guitar Pro's levels)
 
+def _bend_curve(q) -> tuple[int, tuple | None]:
+    "(b, curve) of a riff note's bend: quarter tones with the standard gesture, or a tuple of quarter tones (a curve)"
+    if not isinstance(q, tuple): return int(semitones_to_bend([q / 2])[0][0]), None
+    curve = tuple(int(v) for v in semitones_to_bend([x / 2 for x in q])[0])
+    return extreme_bend(curve), curve if extreme_bend(curve) != NO_BEND else None
+
 def riff_notes(bars: list, tempo: int, ticks_per_second: int = DEFAULT_TICKS_PER_SECOND, tuning=STANDARD_TUNING) -> NoteTable:
-    "The notes of riff `bars` (from `guitar_riff`) played at `tempo` bpm on `tuning`"
+    "The notes of riff `bars` (from `guitar_riff` or `varied_riff`) played at `tempo` bpm on `tuning`"
     from fractions import Fraction
     rows, at = [], Fraction(0)  # position in whole notes
     whole = Fraction(4 * 60 * ticks_per_second, tempo)  # ticks per whole note
@@ -94,10 +103,48 @@ def riff_notes(bars: list, tempo: int, ticks_per_second: int = DEFAULT_TICKS_PER
         for value, notes in bar:
             start, end = round(at * whole), round((at + Fraction(1, value)) * whole)
             v = RIFF_VELOCITIES[0] if at % Fraction(1, 4) == 0 else RIFF_VELOCITIES[1]
-            rows += [(tuning[s - 1] + f, v, start, end - start, int(semitones_to_bend([q / 2])[0][0])) for s, f, q in notes]
+            rows += [(tuning[s - 1] + f, v, start, end - start, *_bend_curve(q)) for s, f, q in notes]
             at += Fraction(1, value)
-    p, vel, on, d, b = (list(c) for c in zip(*rows))
-    return NoteTable(p, vel, on, d, b, end=round(at * whole), ticks_per_second=ticks_per_second, instrument='guitar')
+    p, vel, on, d, b, curve = (list(c) for c in zip(*rows))
+    return NoteTable(p, vel, on, d, b, curve=curve, end=round(at * whole), ticks_per_second=ticks_per_second,
+                     instrument='guitar')
+
+# %% ../nbs/05_corpus.ipynb #331abe23
+STUDY_TUNINGS = {'E standard': STANDARD_TUNING, 'drop D': STANDARD_TUNING[:5] + (38,),
+                 'Eb standard': tuple(p - 1 for p in STANDARD_TUNING), 'D standard': tuple(p - 2 for p in STANDARD_TUNING),
+                 'drop C': tuple(p - 2 for p in STANDARD_TUNING[:5]) + (36,)}
+BEND_DEPTHS = (1, 2, 3, 4, 6)  # quarter tones: a quarter tone, a semitone, three quarters, a tone, a tone and a half
+BEND_SHAPES = {'bend': lambda q: q, 'bend-release': lambda q: (0, q, q, 0), 'pre-bend': lambda q: (q, q, q, q),
+               'pre-bend-release': lambda q: (q, q, 0, 0), 'vibrato': lambda q: (0, q, 0, q, 0, q, 0)}
+RHYTHMS = ([8] * 8, [4, 8, 8, 4, 4], [8, 8, 4, 8, 8, 4], [4, 4, 2], [16] * 4 + [8] * 6)  # lead bars (note values)
+
+def random_bend(rng) -> int | tuple:
+    "A bend of a random shape and depth (a vibrato is at most a semitone wide)"
+    shape = list(BEND_SHAPES)[int(rng.integers(len(BEND_SHAPES)))]
+    return BEND_SHAPES[shape](int(rng.choice((1, 2) if shape == 'vibrato' else BEND_DEPTHS)))
+
+# %% ../nbs/05_corpus.ipynb #c28fce16
+def _lead_bar(rng, box) -> list:
+    "A bar of box notes; half the quarter and longer notes bend (any shape), a few eighths bend plainly"
+    out = []
+    for value in RHYTHMS[int(rng.integers(len(RHYTHMS)))]:
+        string, fret = box[int(rng.integers(len(box)))]
+        bend = random_bend(rng) if value <= 4 and rng.random() < 0.5 else \
+               int(rng.choice(BEND_DEPTHS)) if value == 8 and rng.random() < 0.15 else 0
+        out.append((value, [(string, fret, bend)]))
+    return out
+
+def varied_riff(seed: int) -> tuple[list, int, tuple]:
+    "Eight bars of a metal riff with bends of several depths and shapes; its tempo and its tuning (a STUDY_TUNINGS value)"
+    rng = np.random.default_rng([seed, 16])  # another stream than guitar_riff's
+    tuning = list(STUDY_TUNINGS.values())[int(rng.integers(len(STUDY_TUNINGS)))]
+    pos = int(rng.choice([0, 1, 2, 3, 5, 7]))
+    p = pos + 12 if pos + 15 <= 22 else pos
+    box = [(3, p), (3, p + 2), (2, p), (2, p + 3), (1, p), (1, p + 3)]
+    bars = [[lambda: _chug_bar(rng, pos), lambda: _gallop_bar(rng, pos), lambda: _lead_bar(rng, box)][k]()
+            for k in rng.choice(3, size=7, p=[0.3, 0.2, 0.5])]
+    return bars + [[(2, [(box[1][0], box[1][1], random_bend(rng))]), (2, [(6, pos, 0), (5, pos + 2, 0)])]], \
+           int(rng.choice([90, 100, 120, 140, 160, 180])), tuning
 
 # %% ../nbs/05_corpus.ipynb #2330c5c2
 DEFAULT_PIECES = ['bach/bwv66.6', 'bach/bwv10.7', 'bach/bwv101.7', 'bach/bwv1.6', 'corelli/opus3no1/1grave.xml',
@@ -111,21 +158,45 @@ def write_corpus_midi(name: str, path) -> Path:
     "Write the corpus piece `name`, all parts merged into one accented piano part at 120 bpm, as a MIDI file"
     return write_midi(corpus_notes(name, ticks_per_second=960, bpm=120, velocity='accent'), path, overwrite=True)
 
-def write_riff_gp5(seed: int, path) -> Path:
-    "Write the riff of `seed` as a one-track Guitar Pro 5 file at its own tempo"
-    bars, tempo = guitar_riff(seed)
-    write_gp5(riff_notes(bars, tempo), path, tuning=STANDARD_TUNING, tempo=tempo, overwrite=True)
+def write_riff_gp5(seed: int, path, varied: bool = False) -> Path:
+    "Write the riff of `seed` (a `varied_riff` if `varied`) as a one-track Guitar Pro 5 file at its own tempo"
+    bars, tempo, tuning = varied_riff(seed) if varied else (*guitar_riff(seed), STANDARD_TUNING)
+    write_gp5(riff_notes(bars, tempo, tuning=tuning), path, tuning=tuning, tempo=tempo, overwrite=True)
     return Path(path)
+
+def _write_job(job: tuple) -> Path:
+    kind, what, path = job
+    return write_corpus_midi(what, path) if kind == 'piece' else write_riff_gp5(what, path, varied=kind == 'varied')
 
 def embedded_inputs(folder,          # where the corpus goes (e.g. a build cache)
                     pieces: Sequence[str] = DEFAULT_PIECES, # music21 corpus pieces
-                    riffs: int = 4   # generated guitar riffs
+                    riffs: int = 4,  # generated guitar riffs
+                    varied: bool = False, # riffs from `varied_riff` (tunings, bend depths and shapes)
+                    workers: int = 1 # processes writing the files
                    ) -> tuple[list[Path], list[Path]]:
     "Write the embedded default corpus under `folder` (kept files are reused); its piano MIDI and guitar GP5 paths"
     piano = [Path(folder)/'piano'/f'{_safe_name(n)}.mid' for n in pieces]
-    guitar = [Path(folder)/'guitar'/f'riff_{i:03d}.gp5' for i in range(riffs)]
-    for name, path in zip(pieces, piano):
-        if not path.exists(): write_corpus_midi(name, path)
-    for i, path in enumerate(guitar):
-        if not path.exists(): write_riff_gp5(i, path)
+    guitar = [Path(folder)/'guitar'/f"{'varied' if varied else 'riff'}_{i:03d}.gp5" for i in range(riffs)]
+    jobs = [('piece', n, p) for n, p in zip(pieces, piano)] + [('varied' if varied else 'riff', i, p) for i, p in enumerate(guitar)]
+    failed = [r for r in convert_files(_write_job, [j for j in jobs if not j[2].exists()], workers, 'writing corpus', False) if not r.ok]
+    if failed: raise SmidiError(f"{len(failed)} corpus file(s) could not be written, first: {failed[0].path}: {failed[0].error}")
     return piano, guitar
+
+# %% ../nbs/05_corpus.ipynb #73b5f6e1
+STUDY_COLLECTIONS = {'chorales': ('bach', '.mxl'), 'palestrina': ('palestrina', '.krn'), 'folk': ('ryansMammoth', '.abc')}
+
+def collection_names(collection: str) -> list[str]:
+    "Sorted corpus names (`bach/bwv66.6.mxl`) of a STUDY_COLLECTIONS entry, repeats of sections left out"
+    import music21
+    folder, ext = STUDY_COLLECTIONS[collection]
+    root = Path(music21.__file__).parent/'corpus'
+    return sorted(p.relative_to(root).as_posix() for p in (root/folder).rglob(f'*{ext}') if '_rpt' not in p.name)
+
+def study_pieces(chorales: int = 0, palestrina: int = 0, folk: int = 0) -> list[str]:
+    "`n` pieces of each collection, evenly spread over its sorted names"
+    out = []
+    for collection, n in (('chorales', chorales), ('palestrina', palestrina), ('folk', folk)):
+        names = collection_names(collection)
+        if n > len(names): raise SmidiError(f"{collection}: {n} pieces asked, the corpus has {len(names)}")
+        out += [names[i] for i in np.linspace(0, len(names) - 1, n).round().astype(int)] if n else []
+    return out

@@ -59,9 +59,12 @@ QUIET_JOB_ENV = {JOB_ENV: '1', 'HF_DATASETS_DISABLE_PROGRESS_BARS': '1', 'HF_HUB
 
 def _ipc_kernel_manager():
     "A kernel manager class that talks to its kernel over local IPC sockets, not TCP (no unencrypted-TCP warning)"
+    import tempfile, uuid
     from jupyter_client.manager import AsyncKernelManager
     class IPCKernelManager(AsyncKernelManager):
-        def __init__(self, **kwargs): super().__init__(transport='ipc', **kwargs)
+        def __init__(self, **kwargs):  # sockets get a unique name in the temp folder: jobs may run side by side
+            ip = str(Path(tempfile.gettempdir())/f'smidilab-kernel-{uuid.uuid4().hex}')
+            super().__init__(transport='ipc', ip=ip, **kwargs)
     return IPCKernelManager
 
 def run_stage(notebook: str,          # stage notebook name, e.g. '11_dataset'
@@ -104,6 +107,8 @@ STAGES = {
     'generate': Stage('13_generate', 'smidilab.generate.GenerateConfig', ('prompt_file', 'from_dataset', 'out_dir'), ('model',)),
     'evaluate': Stage('15_evaluate', 'smidilab.evaluate.EvalConfig', ('generated_dir', 'reference', 'out_dir'), ('model',)),
     'figures': Stage('16_figures', '', ('out_dir', 'midi_paths', 'gp_paths', 'run_dir', 'eval_dir', 'tokens_json')),
+    'study': Stage('17_study', 'smidilab.study.StudyConfig', ('out_dir', 'figures_dir'), (), 'smidilab.study.PRESETS',
+                   'smidilab.study.study_preflight'),
 }
 
 def load_object(spec: str):
@@ -167,12 +172,15 @@ RUN_PRESETS = {
                 evaluate=dict(max_examples=4)),
     'paper': dict(prepare=dict(tokenizer='meta-llama/Llama-2-7b-hf', max_tokens=16384, augment=3), train='paper',
                   generate=dict(n=8, max_new_tokens=4096), evaluate=dict(max_examples=256)),
+    'study': dict(study='study'),  # one job: nbs/17_study.ipynb with its `study` preset; figures into the repository
 }
 
 def pipeline_jobs(preset: str, out: Path, midi: list = (), gp: list = ()) -> list[tuple[str, dict, str]]:
     "(stage, settings, stage preset) of each stage of the main job, in order"
     if preset not in RUN_PRESETS: raise SmidiError(f"unknown preset {preset!r}; choose one of {list(RUN_PRESETS)}")
     p, d = RUN_PRESETS[preset], {k: str(out / k) for k in ('data', 'run', 'generated', 'evaluation', 'figures')}
+    if 'study' in p and (midi or gp): raise SmidiError("the study preset uses its own corpus: leave out --midi and --gp")
+    if 'study' in p: return [('study', dict(out_dir=str(out / 'study'), figures_dir=str(notebooks_dir().parent / 'figures')), p['study'])]
     return [('prepare', p['prepare'] | dict(midi_dirs=list(midi), gp_dirs=list(gp), out_dir=d['data']), ''),
             ('train', dict(dataset=d['data'], out_dir=d['run']), p['train']),
             ('generate', p['generate'] | dict(model=d['run'], from_dataset=f"{d['data']}:test", out_dir=d['generated']), ''),

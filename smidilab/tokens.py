@@ -166,8 +166,8 @@ def read_texts(path) -> list[str]:
     return [path.read_text()]
 
 def guess_dialect(text: str) -> str:
-    "'paper' when `text` has the paper dialect's colons, else 'compact'"
-    return 'paper' if ':' in text else 'compact'
+    "'decomposed' when `text` starts with a rhythm line, 'paper' when it has the paper dialect's colons, else 'compact'"
+    return 'decomposed' if text.lstrip().startswith('d') else 'paper' if ':' in text else 'compact'
 
 # %% ../nbs/10_tokens.ipynb #27df62bc
 def rewrite_texts(texts: Sequence[str], dialect: str, bends: bool | None = None,
@@ -176,17 +176,24 @@ def rewrite_texts(texts: Sequence[str], dialect: str, bends: bool | None = None,
     out, notes = [], 0
     for text in texts:
         nt = text_to_notes(text, dialect=guess_dialect(text), ticks_per_second=ticks_per_second)
-        b = True if bends or re.search(r'(^|[0-9:])b[0-9]', text) else None
+        b = True if bends or re.search(r'(^|[0-9:\s])b[0-9]', text) else None
         out.append(notes_to_text(nt, bends=b, curves=True, dialect=dialect)); notes += len(nt)
     return out, notes
 
 # %% ../nbs/10_tokens.ipynb #f86136a1
-def extension_pieces(dialect: str = 'paper', # 'paper' or 'compact': which separators the pieces carry
+def _decomposed_pieces(ticks: int, space: str) -> list[str]:
+    "Items of decomposed lines: each field with and without the space before it (a line's first item has none)"
+    words = [f'p{i}' for i in range(128)] + [f'v{i}' for i in range(1, 128)] + [f'd{i}' for i in range(ticks)]
+    words += [f'b{i}' for i in range(MAX_BEND + 1)]
+    return [space + w for w in words] + words + [f't{i}' for i in range(ticks)] + [f'-{i}' for i in range(MAX_BEND + 1)]
+
+def extension_pieces(dialect: str = 'paper', # 'paper', 'compact' or 'decomposed': which separators the pieces carry
                      ticks: int = 1000,      # d and t values 0..ticks-1 get a token of their own
                      space: str = ' '        # how the tokenizer writes a space ('▁' for SentencePiece)
                     ) -> list[str]:
     "The whole-field token strings that extend a vocabulary for `dialect`"
     if dialect not in DIALECTS: raise SmidiError(f"unknown dialect {dialect!r}; choose one of {DIALECTS}")
+    if dialect == 'decomposed': return _decomposed_pieces(ticks, space)
     sep = ':' if dialect == 'paper' else ''
     pieces = [f'{space}p{i}' for i in range(128)] + [f'p{i}' for i in range(128)]
     pieces += [f'{sep}v{i}' for i in range(1, 128)] + [f'{sep}{f}{i}' for f in 'dt' for i in range(ticks)]

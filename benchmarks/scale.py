@@ -14,7 +14,8 @@ count of every corpus is checked against the dataset's manifest, which counts wh
 Each corpus is built by `smidilab prepare` (the job notebook, in its own process tree: CLI, papermill, kernel, workers)
 with `--augment 3` and `-p workers W`. The table gives files, input notes, wall seconds of the whole command (kernel
 start included), input notes/s, notes/s counting every augmented copy (train notes x 4 + validation + test), CPU
-seconds of the process tree, and the peak of the summed RSS of the process tree, sampled every 0.2 s with psutil. The
+seconds of the process tree, the notes with copies per 2 CPU seconds (what 2 free cores would give if the work were
+perfectly parallel: a figure that does not depend on how busy a shared machine is), and the peak of the summed RSS of the process tree, sampled every 0.2 s with psutil. The
 last line is the ratio of the peak RSS of the largest MIDI corpus to the smallest's. Corpora and datasets live under
 `--tmp` (default /tmp/smidilab-scale) and each dataset is deleted after it is measured. Asserts nothing.
 """
@@ -140,17 +141,20 @@ def row(kind: str, files: int, notes: int, r: dict) -> dict:
     augmented = c['train']['notes'] * 4 + c['validation']['notes'] + c['test']['notes'] if c else None
     return dict(corpus=kind, files=files, notes=notes, found=found, seconds=r['seconds'], rate=notes / r['seconds'],
                 aug_rate=augmented / r['seconds'] if augmented else None, cpu=r['cpu'], peak_mb=r['peak'] / 2**20,
+                cpu_rate=2 * augmented / r['cpu'] if augmented else None,
                 failed=len(r['manifest']['failed']) if r['manifest'] else None, code=r['code'])
 
 def print_table(rows: list, args):
     print(f"\nsmidilab prepare at scale: {platform.machine()}, {os.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f}, workers {args.workers}, augment x3, python {args.python}")
-    print('| corpus | files | notes | notes found | failed | seconds | notes/s | notes/s with copies | CPU s (tree) | peak RSS MB (tree) |')
-    print('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|')
+    print('| corpus | files | notes | notes found | failed | seconds | notes/s | notes/s with copies | CPU s (tree) | '
+          'with copies per 2 CPU s | peak RSS MB (tree) |')
+    print('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|')
     for r in rows:
         f = lambda v, fmt: '–' if v is None else format(v, fmt)
         print(f"| {r['corpus']} | {r['files']:,} | {r['notes']:,} | {f(r['found'], ',')} | {f(r['failed'], ',')} | "
-              f"{r['seconds']:.0f} | {r['rate']:,.0f} | {f(r['aug_rate'], ',.0f')} | {r['cpu']:.0f} | {r['peak_mb']:,.0f} |")
+              f"{r['seconds']:.0f} | {r['rate']:,.0f} | {f(r['aug_rate'], ',.0f')} | {r['cpu']:.0f} | {f(r['cpu_rate'], ',.0f')} | "
+              f"{r['peak_mb']:,.0f} |")
     midi = [r for r in rows if r['corpus'] == 'midi']
     if len(midi) > 1:
         print(f"\npeak RSS {midi[-1]['files']:,} / {midi[0]['files']:,} MIDI files: {midi[-1]['peak_mb'] / midi[0]['peak_mb']:.2f}")

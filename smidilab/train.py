@@ -460,6 +460,7 @@ def save_run(trainer, tokenizer, cfg: TrainConfig) -> Path:
     out = Path(cfg.out_dir)
     if cfg.backend == 'full': trainer.save_model(str(out/'model'))  # a collective under FSDP; the first process writes
     if not trainer.is_local_process_zero(): return out
+    (out/'model'/'training_args.bin').unlink(missing_ok=True)  # a pickle, which nothing here loads
     if cfg.backend != 'full':
         trainer.model.save_pretrained(out/'adapter')
         _without_quantization(trainer.model.get_base_model().config).save_pretrained(out/'adapter')
@@ -552,7 +553,10 @@ def load_run(run_dir, # a run folder written by `train`
     quiet_bars()
     run = Path(run_dir)
     tokenizer = AutoTokenizer.from_pretrained(run/'tokenizer')
-    if (run/'model').is_dir(): return AutoModelForCausalLM.from_pretrained(run/'model', dtype=torch.float32).eval(), tokenizer
+    if (run/'model').is_dir():
+        model = AutoModelForCausalLM.from_pretrained(run/'model', dtype=torch.float32)
+        model.config.use_cache = True  # as in load_start: training saved False
+        return model.eval(), tokenizer
     model = PeftModel.from_pretrained(load_start(run, tokenizer), run/'adapter')
     return (model.merge_and_unload() if merge else model).eval(), tokenizer
 
@@ -561,15 +565,15 @@ def _free_port() -> int:
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 FSDP_FLAGS = ['--use_fsdp', '--fsdp_version', '2', '--fsdp_auto_wrap_policy', 'TRANSFORMER_BASED_WRAP',
-              '--fsdp_state_dict_type', 'FULL_STATE_DICT', '--fsdp_reshard_after_forward', 'true']
+              '--fsdp_state_dict_type', 'FULL_STATE_DICT', '--fsdp_reshard_after_forward', 'true']  # instead of --multi_gpu
 
 def launch_command(cfg: TrainConfig) -> list[str]:
     "The accelerate command that runs `python -m smidilab.train --config OUT/run_config.json` on this machine's processes"
     machines = ['--num_machines', str(cfg.num_machines), '--machine_rank', str(cfg.machine_rank),
                 '--main_process_ip', cfg.main_process_ip, '--main_process_port', str(cfg.main_process_port or _free_port())]
-    return [sys.executable, '-m', 'accelerate.commands.launch', '--multi_gpu', '--num_processes',
-            str(cfg.gpus * cfg.num_machines), *machines, '--mixed_precision', 'no', '--dynamo_backend', 'no',
-            *(FSDP_FLAGS if cfg.fsdp else []), '-m', 'smidilab.train', '--config', str(Path(cfg.out_dir)/'run_config.json')]
+    return [sys.executable, '-m', 'accelerate.commands.launch', *(FSDP_FLAGS if cfg.fsdp else ['--multi_gpu']),
+            '--num_processes', str(cfg.gpus * cfg.num_machines), *machines, '--mixed_precision', 'no', '--dynamo_backend', 'no',
+            '-m', 'smidilab.train', '--config', str(Path(cfg.out_dir)/'run_config.json')]
 
 def run_streamed(cmd: list[str]) -> None:
     "Run `cmd`, printing its output as it comes; CalledProcessError if it fails"

@@ -266,3 +266,22 @@ def test_cli_shards_and_merge_with_relative_paths(inputs, tmp_path, monkeypatch)
     assert rows(tmp_path/'merged') == rows(tmp_path/'whole') and merged['counts'] == whole['counts']
     assert merged['settings']['merge'] == [str(tmp_path/'part0'), str(tmp_path/'part1')]
     assert main(['prepare', '--shard', '2/2', '-o', 'bad']) == 2  # a usage error before any kernel starts
+
+def test_a_build_holds_one_batch_and_a_few_pieces(tmp_path):
+    "What keeps memory flat: at most workers x ahead inputs in flight, and one batch of rows per split before it is written"
+    from smidilab.dataset import map_bounded, DatasetWriter
+    pulled = []
+    def items():
+        for i in range(30): pulled.append(i); yield -i
+    for k, r in enumerate(map_bounded(abs, items(), workers=2, ahead=2)):
+        assert r == k and len(pulled) <= k + 1 + 2 * 2
+    row = dict(prompt='p' * 1000, completion=' c', source='s', instrument='piano', augmentation='none', n_notes=1,
+               n_prompt_notes=1, task='continuation')
+    with DatasetWriter(tmp_path/'w', shard_bytes=20_000, batch_bytes=5_000) as w:
+        for _ in range(100):
+            w.write('train', [row])
+            assert sum(len(r['prompt']) for r in w.rows['train']) < 5_000
+        m = w.finish({})
+    from datasets import load_from_disk
+    assert len(load_from_disk(str(tmp_path/'w'))['train']) == m['counts']['train']['examples'] == 100
+    assert len(list((tmp_path/'w'/'train').glob('*.arrow'))) == 5  # a new file every 20 kB of text

@@ -106,11 +106,11 @@ def tree_rss(proc) -> int:
         except psutil.Error: pass
     return total
 
-def run_measured(cmd: list, env: dict, every: float = 0.2) -> dict:
-    "Run `cmd`; its wall seconds, CPU seconds of the process tree, peak summed RSS (bytes) and exit code"
+def run_measured(cmd: list, env: dict, cwd, every: float = 0.2) -> dict:
+    "Run `cmd` in `cwd`; its wall seconds, CPU seconds of the process tree, peak summed RSS (bytes) and exit code"
     import psutil
     before, start, peak = resource.getrusage(resource.RUSAGE_CHILDREN), time.time(), [0]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     watched, done = psutil.Process(proc.pid), threading.Event()
     def sample():
         while not done.is_set():
@@ -128,7 +128,7 @@ def prepare(kind: str, corpus: Path, out: Path, args) -> dict:
     cli = [args.python, '-c', 'import sys; from smidilab.cli import main; sys.exit(main())']
     cmd = cli + ['prepare', f'--{kind}', str(corpus), '-o', str(out), '--augment', '3', '-p', 'workers', str(args.workers)]
     env = os.environ | {'HF_HUB_OFFLINE': '1'} | ({'PYTHONPATH': args.pythonpath} if args.pythonpath else {})
-    result = run_measured(cmd, env)
+    result = run_measured(cmd, env, cwd=out.parent)  # not the repository: `python -c` would import the package found there
     if result['code']: print(result['output'][-3000:], file=sys.stderr)
     result['manifest'] = json.loads((out/'manifest.json').read_text()) if (out/'manifest.json').exists() else None
     if not args.keep: shutil.rmtree(out, ignore_errors=True)

@@ -599,9 +599,11 @@ def format_duration(seconds: float) -> str:
     s = int(round(seconds))
     return f'{s} s' if s < 60 else f'{s // 60} min {s % 60:02d} s' if s < 3600 else f'{s // 3600} h {s % 3600 // 60:02d} min'
 
-def format_progress(done: int, total: int, elapsed: float, unit: str = 'files') -> str:
-    "'120/1,000 files (12%), 30 s, ETA 3 min 40 s': the count, the time so far and the time left at the rate so far"
-    left = elapsed / done * (total - done) if done else float('nan')
+def format_progress(done: int, total: int, elapsed: float, unit: str = 'files',
+                    left: float | None = None  # seconds left; default: at the rate so far
+                   ) -> str:
+    "'120/1,000 files (12%), 30 s, ETA 3 min 40 s': the count, the time so far and the time left"
+    if left is None: left = elapsed / done * (total - done) if done else float('nan')
     return f'{done:,}/{total:,} {unit} ({done / total if total else 1:.0%}), {format_duration(elapsed)}, ETA {format_duration(left)}'
 
 # %% ../nbs/11_dataset.ipynb #5d1c7a43
@@ -616,18 +618,23 @@ def _input_result(item: tuple, cfg: DatasetConfig) -> FileResult:
     path, source, split = item
     return convert_one(partial(input_rows, source=source, split=split, cfg=cfg), path)
 
+def _progress_line(k: int, n: int, start: float, first: float, writer: DatasetWriter) -> str:
+    "The build's progress line after `k` of `n` inputs; the time left is paced from the first result (workers start slowly)"
+    now, notes = time.time(), sum(c['notes'] for c in writer.counts.values())
+    left = (now - first) / (k - 1) * (n - k) if k > 1 else float('nan')
+    return f'prepare: {format_progress(k, n, now - start, left=left)}, {notes:,} notes'
+
 def _write_rows(items: list, cfg: DatasetConfig, writer: DatasetWriter, progress: bool = True) -> dict:
     "Rows of every `(path, source, split)` into `writer`, in order; the failures, instruments and largest checked example"
-    stats, start, shown = dict(failed=[], instruments=set(), largest=0), time.time(), time.time()
+    stats, start, shown, first = dict(failed=[], instruments=set(), largest=0), time.time(), time.time(), 0.0
     for k, ((_, _, split), r) in enumerate(zip(items, map_bounded(partial(_input_result, cfg=cfg), items, cfg.workers)), 1):
+        first = first or time.time()
         if r.ok:
             writer.write(split, r.value['rows'], pieces=1, notes=r.value['notes'])
             stats['instruments'].add(r.value['instrument']); stats['largest'] = max(stats['largest'], r.value['largest'])
         else: stats['failed'].append({'path': r.path, 'error': r.error})
-        if progress and (time.time() - shown >= PROGRESS_EVERY or k == len(items)):
-            notes = sum(c['notes'] for c in writer.counts.values())
-            print(f'prepare: {format_progress(k, len(items), time.time() - start)}, {notes:,} notes', flush=True)
-            shown = time.time()
+        if progress and ((k > 1 and time.time() - shown >= PROGRESS_EVERY) or k == len(items)):
+            print(_progress_line(k, len(items), start, first, writer), flush=True); shown = time.time()
     return stats
 
 # %% ../nbs/11_dataset.ipynb #5d1c7a44

@@ -52,9 +52,10 @@ def run_stage(notebook: str,          # stage notebook name, e.g. '11_dataset'
     import papermill as pm
     out = Path(out_dir) / f'{notebook}.ipynb'
     out.parent.mkdir(parents=True, exist_ok=True)
+    streams = dict(stdout_file=sys.stdout, stderr_file=sys.stderr) if log else {}  # each line as a cell prints it
     try:
         pm.execute_notebook(job_notebook(notebook), out, parameters=parameters, kernel_name='python3',
-                            cwd=notebooks_dir(), log_output=log, progress_bar=False)
+                            cwd=notebooks_dir(), progress_bar=False, **streams)
     except pm.PapermillExecutionError as e:
         print(f"\nstage {notebook} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n(executed notebook: {out})",
               file=sys.stderr)

@@ -12,7 +12,7 @@ import torch
 from .core import SmidiError, write_json, config_from_dict
 from .tokens import load_tokenizer, smollm2_gguf, extend_tokenizer, resize_embeddings, extension_peft_kwargs
 from .dataset import build_prompt, build_completion, write_dataset, format_duration
-from .explore import read_metrics, plot_loss_curves, save_figure
+from .explore import plot_loss_curves, save_figure
 
 # %% auto #0
 __all__ = ['RUN_INFO_KEYS', 'PRESETS', 'CHOICES', 'GATED', 'SCALE', 'TINY_LLAMA', 'FSDP_FLAGS', 'TrainConfig', 'make_config',

@@ -10,8 +10,12 @@ sys.path = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).pa
 os.environ['HF_HUB_OFFLINE'] = '1'
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'true')
 import numpy as np
-from smidilab.dataset import DatasetConfig, build_dataset, _midi_bytes
+from smidilab.core import NoteTable
+from smidilab.dataset import DatasetConfig, build_dataset
+from smidilab.midi import midi_bytes
 from smidilab.tokens import load_tokenizer
+
+LLAMA2 = Path(os.environ.get('SMIDILAB_SHARED', Path(__file__).resolve().parents[2]/'shared'))/'tokenizers'/'llama2'/'tokenizer.model'
 
 def piano_rows(rng, n_notes: int) -> list:
     "`(pitch, offset, quarter length, velocity)` of a melody in eighths over four-note chords each half bar"
@@ -25,9 +29,15 @@ def piano_rows(rng, n_notes: int) -> list:
         t += 0.5
     return rows[:n_notes]
 
+def rows_to_notes(rows, ticks_per_quarter: int = 96) -> NoteTable:
+    "The rows as a note table at 120 BPM on the 192 ticks/s grid"
+    p, t, d, v = zip(*rows)
+    q = lambda x: np.round(np.asarray(x) * ticks_per_quarter).astype(int)
+    return NoteTable(pitch=p, velocity=v, onset=q(t), duration=q(d))
+
 def write_folder(folder: Path, n_files: int, notes: int) -> Path:
     rng = np.random.default_rng(0)
-    for i in range(n_files): (folder/f'piece_{i:03d}.mid').write_bytes(_midi_bytes(piano_rows(rng, notes)))
+    for i in range(n_files): (folder/f'piece_{i:03d}.mid').write_bytes(midi_bytes(rows_to_notes(piano_rows(rng, notes))))
     return folder
 
 def timed(fn):
@@ -41,10 +51,11 @@ def main(n_files: int = 40, notes: int = 2500):
     total = n_files * notes
     _, t_tok, _ = timed(lambda: load_tokenizer('smollm2'))
     rows = []
-    for label, tok, max_tokens, workers, out in [('smollm2, cold cache', 'smollm2', 1024, 1, 'a'),
-                                                 ('smollm2, cached encode', 'smollm2', 1024, 1, 'a'),
-                                                 ('smollm2, cold, 2 workers', 'smollm2', 1024, 2, 'b'),
-                                                 ('llama2, 16384 tokens, cached', str(Path(__file__).parents[2]/'shared'/'tokenizers'/'llama2'/'tokenizer.model'), 16384, 1, 'a')]:
+    runs = [('smollm2, cold cache', 'smollm2', 1024, 1, 'a'), ('smollm2, cached encode', 'smollm2', 1024, 1, 'a'),
+            ('smollm2, cold, 2 workers', 'smollm2', 1024, 2, 'b')]
+    if LLAMA2.exists(): runs.append(('llama2, 16384 tokens, cached', str(LLAMA2), 16384, 1, 'a'))
+    else: print(f'llama2 row skipped: {LLAMA2} is not available (set SMIDILAB_SHARED to the shared folder)')
+    for label, tok, max_tokens, workers, out in runs:
         cfg = DatasetConfig(midi_dirs=[str(midi)], out_dir=str(tmp/out), augment=3, max_tokens=max_tokens, tokenizer=tok,
                             workers=workers)
         m, secs, cpu = timed(lambda: build_dataset(cfg, progress=False))

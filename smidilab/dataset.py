@@ -4,25 +4,41 @@
 
 # %% ../nbs/11_dataset.ipynb #a0aedc76
 from __future__ import annotations
-import hashlib, json, re, subprocess, tempfile
-from dataclasses import dataclass, field, asdict, fields
+import hashlib, heapq, json, multiprocessing, re, shutil, subprocess, time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, asdict
 from functools import lru_cache, partial
 from pathlib import Path
 import numpy as np
-from .core import (NoteTable, SmidiError, InputFileError, config_from_dict, canonical, take, with_columns, notes_to_dict, notes_from_dict,
-                           atomic_write, write_json, find_inputs, convert_files, MIDI_EXTS, GP_EXTS, NO_BEND)
+from fastcore.basics import patch
+from .core import (NoteTable, SmidiError, InputFileError, FileResult, config_from_dict, canonical, take, with_columns,
+                           notes_to_dict, notes_from_dict, atomic_write, write_json, find_inputs, convert_one, MIDI_EXTS,
+                           GP_EXTS, NO_BEND)
 from .codec import notes_to_text, bend_to_semitones
 from .corpus import DEFAULT_PIECES, embedded_inputs
 from .augment import augment_piece
 
 # %% auto #0
-__all__ = ['TASKS', 'PERSONAS', 'TASK_SENTENCES', 'CACHE_VERSION', 'SPLITS', 'PROBES', 'SLACK', 'GAP', 'MARK', 'FEATURES',
-           'DatasetConfig', 'tick_ms', 'describe_notation', 'build_system_prompt', 'build_prompt', 'build_completion',
-           'encode_file', 'source_name', 'list_inputs', 'encode_inputs', 'split_pieces', 'TokenCounter', 'plan_windows',
-           'task_cuts', 'task_fragments', 'piece_examples', 'check_token_budget', 'build_dataset', 'system_prompt_for']
+__all__ = ['TASKS', 'PERSONAS', 'TASK_SENTENCES', 'CACHE_VERSION', 'SPLITS', 'PROBES', 'WORD_CACHE', 'SLACK', 'GAP', 'MARK',
+           'FEATURES', 'SHARD_BYTES', 'BATCH_BYTES', 'COUNTS', 'PROGRESS_EVERY', 'SHARD_FREE', 'MERGE_TAKES',
+           'parse_shard', 'DatasetConfig', 'tick_ms', 'describe_notation', 'build_system_prompt', 'build_prompt',
+           'build_completion', 'encode_file', 'source_name', 'list_inputs', 'input_kind', 'split_inputs', 'build_order',
+           'shard_inputs', 'listing_id', 'TokenCounter', 'plan_windows', 'task_cuts', 'task_fragments',
+           'piece_examples', 'check_token_budget', 'input_rows', 'map_bounded', 'DatasetWriter', 'write_dataset',
+           'format_duration', 'format_progress', 'build_dataset', 'merge_datasets', 'check_dataset',
+           'system_prompt_for']
 
 # %% ../nbs/11_dataset.ipynb #632d5e93
 TASKS = ('continuation', 'infilling', 'accompaniment')
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    "`(I, N)` of a shard spec 'I/N' (0 <= I < N); `(0, 1)` for '' (the whole build)"
+    if not spec: return 0, 1
+    m = re.fullmatch(r'\s*(\d+)\s*/\s*(\d+)\s*', str(spec))
+    if not m or not int(m[1]) < int(m[2]):
+        raise SmidiError(f"shard {spec!r}: expected I/N with 0 <= I < N; shards count from 0 (0/4, 1/4, 2/4, 3/4)")
+    return int(m[1]), int(m[2])
 
 @dataclass
 class DatasetConfig:
@@ -42,9 +58,15 @@ class DatasetConfig:
     prompt_fraction: float = 0.25  # share of an example's notes given as the prompt
     split: list = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train/validation/test shares
     min_notes: int = 8             # fewest notes in an example
-    workers: int = 1               # encoding processes
+    workers: int = 1               # processes that read and cut the input files (the main process writes the rows)
+    shard: str = ''                # 'I/N': build only part I (0 to N-1) of N of the inputs, to merge later; '' = all
+    merge: list = field(default_factory=list)  # shard folders (built with `shard`) to combine into out_dir; reads no input
     embedded_pieces: list = field(default_factory=lambda: list(DEFAULT_PIECES))  # music21 corpus pieces (default corpus)
     embedded_riffs: int = 4        # generated guitar phrases (default corpus)
+
+    def __post_init__(self):
+        if unknown := set(self.tasks) - set(TASKS): raise SmidiError(f"unknown tasks {sorted(unknown)}; choose from {TASKS}")
+        parse_shard(self.shard)
 
     def save(self, path) -> Path:
         "Write the configuration as JSON to `path`"
@@ -164,13 +186,6 @@ def list_inputs(midi_dirs: list, gp_dirs: list) -> list[tuple[Path, str]]:
              for root in roots for p in find_inputs([root], exts)]
     return list(dict((p, (p, s)) for p, s in found).values())
 
-def encode_inputs(inputs: list, cfg: DatasetConfig, cache_dir, progress: bool = True) -> tuple[list, list]:
-    "The `NoteTable` of each input that converts (named by its source) and `{'path', 'error'}` of each that fails"
-    fn = partial(encode_file, ticks_per_second=cfg.ticks_per_second, bend_range=cfg.bend_range, cache_dir=str(cache_dir))
-    results = convert_files(fn, [p for p, _ in inputs], workers=cfg.workers, desc='encoding', progress=progress)
-    pieces = [with_columns(r.value, source=name) for r, (_, name) in zip(results, inputs) if r.ok]
-    return pieces, [{'path': r.path, 'error': r.error} for r in results if not r.ok]
-
 # %% ../nbs/11_dataset.ipynb #ea255009
 SPLITS = ('train', 'validation', 'test')
 
@@ -183,23 +198,44 @@ def _split_sizes(n: int, shares) -> tuple[int, int]:
     if n == 2 and shares[2]: n_test = max(1, n_test)
     return n_test, min(n_val, n - n_test)
 
-def split_pieces(pieces: list, shares=(0.8, 0.1, 0.1)) -> dict[str, list]:
-    "The pieces of each split (`train`, `validation`, `test`), by a stable hash of their source, per instrument"
-    out = {s: [] for s in SPLITS}
-    for inst in sorted({p.instrument for p in pieces}):
-        group = sorted((p for p in pieces if p.instrument == inst), key=lambda p: _hash(p.source))
+def input_kind(path) -> str:
+    "'gp' for a Guitar Pro file, else 'midi': the splits are drawn per kind"
+    return 'gp' if Path(path).suffix.lower() in GP_EXTS else 'midi'
+
+def split_inputs(inputs: list,             # `(path, source name)` of every input
+                 shares=(0.8, 0.1, 0.1)    # train/validation/test shares
+                ) -> dict[str, str]:
+    "The split (`train`, `validation`, `test`) of each input's source name, by a stable hash of the name, per file kind"
+    out = {}
+    for kind in sorted({input_kind(p) for p, _ in inputs}):
+        group = sorted({s for p, s in inputs if input_kind(p) == kind}, key=lambda s: (_hash(s), s))
         n_test, n_val = _split_sizes(len(group), shares)
-        out['test'] += group[:n_test]; out['validation'] += group[n_test:n_test + n_val]; out['train'] += group[n_test + n_val:]
-    return {s: sorted(v, key=lambda p: p.source) for s, v in out.items()}
+        out |= {s: 'test' if k < n_test else 'validation' if k < n_test + n_val else 'train' for k, s in enumerate(group)}
+    return out
+
+# %% ../nbs/11_dataset.ipynb #5d1c7a08
+def build_order(inputs: list) -> list:
+    "The inputs in the order a build takes them: by the hash of their source name"
+    return sorted(inputs, key=lambda x: (_hash(x[1]), x[1]))
+
+def shard_inputs(inputs: list, spec: str = '') -> list:
+    "The inputs of shard `spec` ('I/N'): block I of the build order cut into N consecutive blocks"
+    (i, n), ordered = parse_shard(spec), build_order(inputs)
+    return ordered[len(ordered) * i // n: len(ordered) * (i + 1) // n]
+
+def listing_id(inputs: list) -> str:
+    "A fingerprint of the source names of all inputs: the shards of one build agree on it"
+    return _hash('\n'.join(sorted(s for _, s in inputs)))[:16]
 
 # %% ../nbs/11_dataset.ipynb #604ccf71
 _FIELD = re.compile(r'[a-z][^a-z]*|[^a-z]+')
 def _fields(word: str) -> list[str]: return _FIELD.findall(word)
 
 PROBES = ['p0:v1:d0:t0:b0', 'p127:v127:d12345:t98765:b45', 'p5v9d100000t7b12', 'p60v80d96', 'GAP']
+WORD_CACHE = 1_000_000  # words whose counts a counter keeps; past that it starts over, so its memory stays bounded
 
 class TokenCounter:
-    "Tokens of note words in running text, for one tokenizer, cached per word (exact, see above)"
+    "Tokens of note words in running text, for one tokenizer, cached per word and per field (exact, see above)"
     REF = 'p60:v80:d96:t0'
 
     def __init__(self, tokenizer, check: int = 256):
@@ -211,48 +247,59 @@ class TokenCounter:
         self.base_after = len(self.encode([self.after])[0])
 
     def _exact(self, words) -> dict:
+        "Tokens each word adds after the reference note, asking the tokenizer about every word"
         return {w: len(ids) - self.base for w, ids in zip(words, self.encode([f'{self.REF} {w}' for w in words]))}
 
-    def _by_fields(self, words) -> dict:
-        split, fc = [_fields(w) for w in words], self.field_cache
-        missing = sorted({(k == 0, f) for fs in split for k, f in enumerate(fs) if (k == 0, f) not in fc})
-        texts = [f'{self.REF} {f}' if first else self.after + f for first, f in missing]
-        for key, ids in zip(missing, self.encode(texts)): fc[key] = len(ids) - (self.base if key[0] else self.base_after)
-        return {w: fc[(True, fs[0])] + sum(fc[(False, f)] for f in fs[1:]) for w, fs in zip(words, split)}
+# %% ../nbs/11_dataset.ipynb #5d1c7a14
+@patch
+def _field_costs(self: TokenCounter, fields: list[str], first: bool) -> np.ndarray:
+    "Tokens of each field as a word's first field (`first`) or after another field, cached per field"
+    fc = self.field_cache
+    if missing := sorted({f for f in fields if (first, f) not in fc}):
+        texts = [f'{self.REF} {f}' if first else self.after + f for f in missing]
+        for f, ids in zip(missing, self.encode(texts)): fc[first, f] = len(ids) - (self.base if first else self.base_after)
+    return np.array([fc[first, f] for f in fields], np.int64)
 
-    def words(self, words: list[str]) -> np.ndarray:
-        "Tokens each word adds after a space in running text"
-        cache = self.cache
-        missing = sorted({w for w in words if w not in cache})  # not set - keys(): that copies the cache
-        if missing and self.additive is None:
-            sample = PROBES + missing[:self.check]
-            self.additive = self._exact(sample) == self._by_fields(sample)
-        if missing: self.cache.update(self._by_fields(missing) if self.additive else self._exact(missing))
-        return np.fromiter(map(cache.__getitem__, words), np.int64, len(words))
+@patch
+def _by_fields(self: TokenCounter, words) -> dict:
+    "Tokens of each word as the sum of its fields' counts"
+    split, fc = [_fields(w) for w in words], self.field_cache
+    self._field_costs([fs[0] for fs in split], True); self._field_costs([f for fs in split for f in fs[1:]], False)
+    return {w: fc[True, fs[0]] + sum(fc[False, f] for f in fs[1:]) for w, fs in zip(words, split)}
 
-    def _field_costs(self, fields: list[str], first: bool) -> np.ndarray:
-        fc = self.field_cache
-        if missing := sorted({f for f in fields if (first, f) not in fc}):
-            texts = [f'{self.REF} {f}' if first else self.after + f for f in missing]
-            for f, ids in zip(missing, self.encode(texts)): fc[first, f] = len(ids) - (self.base if first else self.base_after)
-        return np.array([fc[first, f] for f in fields], np.int64)
+# %% ../nbs/11_dataset.ipynb #5d1c7a18
+@patch
+def words(self: TokenCounter, words: list[str]) -> np.ndarray:
+    "Tokens each word adds after a space in running text"
+    if len(self.cache) > WORD_CACHE: self.cache.clear()
+    cache = self.cache
+    missing = sorted({w for w in words if w not in cache})  # not set - keys(): that copies the cache
+    if missing and self.additive is None:
+        sample = PROBES + missing[:self.check]
+        self.additive = self._exact(sample) == self._by_fields(sample)
+    if missing: cache.update(self._by_fields(missing) if self.additive else self._exact(missing))
+    return np.fromiter(map(cache.__getitem__, words), np.int64, len(words))
 
-    def paper_counts(self, notes: NoteTable, bends: bool, words: list[str]) -> np.ndarray:
-        "`words(words)` for the paper-dialect words of `notes` (canonical), computed per distinct field value"
-        if self.additive is None: self.words(words[:self.check])
-        if not self.additive: return self.words(words)
-        gaps = np.diff(np.append(notes.onset, notes.end))
-        cols = [('p', notes.pitch), ('v', notes.velocity), ('d', notes.duration), ('t', gaps)] + [('b', notes.bend)] * bends
-        total = np.zeros(len(notes), np.int64)
-        for k, (letter, col) in enumerate(cols):
-            values, inverse = np.unique(col, return_inverse=True)
-            sep = ':' if k < len(cols) - 1 else ''
-            total += self._field_costs([f'{letter}{v}{sep}' for v in values.tolist()], k == 0)[inverse.reshape(-1)]
-        return total
+# %% ../nbs/11_dataset.ipynb #5d1c7a20
+@patch
+def paper_counts(self: TokenCounter, notes: NoteTable, bends: bool, words: list[str]) -> np.ndarray:
+    "`words(words)` for the paper-dialect words of `notes` (canonical), computed per distinct field value"
+    if self.additive is None: self.words(words[:self.check])
+    if not self.additive: return self.words(words)
+    gaps = np.diff(np.append(notes.onset, notes.end))
+    cols = [('p', notes.pitch), ('v', notes.velocity), ('d', notes.duration), ('t', gaps)] + [('b', notes.bend)] * bends
+    total = np.zeros(len(notes), np.int64)
+    for k, (letter, col) in enumerate(cols):
+        values, inverse = np.unique(col, return_inverse=True)
+        sep = ':' if k < len(cols) - 1 else ''
+        total += self._field_costs([f'{letter}{v}{sep}' for v in values.tolist()], k == 0)[inverse.reshape(-1)]
+    return total
 
-    def example(self, prompt: str, completion: str) -> int:
-        "Tokens of a whole example as training sees it: special tokens of the tokenizer, plus the EOS TRL appends"
-        return len(self.tokenizer(prompt + completion)['input_ids']) + 1
+# %% ../nbs/11_dataset.ipynb #5d1c7a22
+@patch
+def example(self: TokenCounter, prompt: str, completion: str) -> int:
+    "Tokens of a whole example as training sees it: special tokens of the tokenizer, plus the EOS TRL appends"
+    return len(self.tokenizer(prompt + completion)['input_ids']) + 1
 
 # %% ../nbs/11_dataset.ipynb #e7b60d00
 def _onset_starts(notes: NoteTable) -> np.ndarray:
@@ -381,70 +428,336 @@ def _variants(piece: NoteTable, split: str, cfg: DatasetConfig) -> list[tuple[No
     seed = [cfg.seed, int(_hash(piece.source)[:8], 16)]
     return [(piece, 'none')] + [(c, _describe(d)) for c, d in augment_piece(piece, cfg.augment, seed=seed)]
 
-def _git_commit() -> str | None:
-    import smidilab
-    try: return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=Path(smidilab.__file__).parent, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except Exception: return None
-
-# %% ../nbs/11_dataset.ipynb #4ac0a9a8
-def check_token_budget(rows: list, counter: TokenCounter, max_tokens: int, k: int = 32) -> int:
-    "Check up to `k` rows (evenly spread) on the whole text; returns the largest count, raises if over `max_tokens`"
-    sample = [rows[i] for i in np.linspace(0, len(rows) - 1, min(k, len(rows))).astype(int)] if rows else []
-    counts = [counter.example(r['prompt'], r['completion']) for r in sample]
-    if counts and max(counts) > max_tokens: raise SmidiError(f"an example has {max(counts)} tokens > max_tokens {max_tokens}")
-    return max(counts, default=0)
-
-def _inputs_of(cfg: DatasetConfig, cache: Path) -> list:
-    "The inputs of `cfg`: its folders, or exactly the configured files of the embedded default"
-    if cfg.midi_dirs or cfg.gp_dirs: return list_inputs(cfg.midi_dirs, cfg.gp_dirs)
-    piano, guitar = embedded_inputs(cache/'embedded', cfg.embedded_pieces, cfg.embedded_riffs)
-    return [(p, source_name(p, p.parent)) for p in piano + guitar]
-
-def _rows_by_split(splits: dict, cfg: DatasetConfig, counter: TokenCounter) -> dict[str, list]:
-    return {s: [r for p in pieces for v, aug in _variants(p, s, cfg) for r in piece_examples(v, aug, cfg, counter)]
-            for s, pieces in splits.items()}
-
-# %% ../nbs/11_dataset.ipynb #41c3a206
-def _save(rows: dict, out: Path, progress: bool = True):
-    import datasets, pyarrow as pa
-    if not progress: datasets.utils.disable_progress_bars()
-    features = datasets.Features({k: datasets.Value(v) for k, v in FEATURES.items()})
-    table = lambda rs: pa.table({k: [r[k] for r in rs] for k in FEATURES}, schema=features.arrow_schema)
-    dd = datasets.DatasetDict({s: datasets.Dataset(table(rs), info=datasets.DatasetInfo(features=features))
-                               for s, rs in rows.items()})
-    size = {s: sum(len(r['prompt']) + len(r['completion']) for r in rs) for s, rs in rows.items()}
-    dd.save_to_disk(str(out), num_shards={s: 1 + size[s] // 500_000_000 for s in rows})  # >= 1: empty splits load back
-    return dd
-
-def _counts(splits: dict, rows: dict) -> dict:
-    return {s: {'pieces': len(splits[s]), 'notes': int(sum(len(p) for p in splits[s])), 'examples': len(rows[s]),
-                'answer_notes': int(sum(r['n_notes'] for r in rows[s]))} for s in SPLITS}
-
 @lru_cache(maxsize=4)
 def _tokenizer(spec: str):
     "The tokenizer of `spec`, loaded once per process (builds only read it)"
     from smidilab.tokens import load_tokenizer
     return load_tokenizer(spec)
 
-def build_dataset(cfg: DatasetConfig, progress: bool = True) -> dict:
-    "Build the dataset of `cfg` into `cfg.out_dir`; returns the manifest"
-    if unknown := set(cfg.tasks) - set(TASKS): raise SmidiError(f"unknown tasks {sorted(unknown)}; choose from {TASKS}")
-    out = Path(cfg.out_dir); cache = out/'.cache'
-    inputs = _inputs_of(cfg, cache)
-    pieces, failed = encode_inputs(inputs, cfg, cache/'encoded', progress)
-    splits = split_pieces(pieces, cfg.split)
-    counter = TokenCounter(_tokenizer(cfg.tokenizer))
-    rows = _rows_by_split(splits, cfg, counter)
-    largest = max(check_token_budget(rs, counter, cfg.max_tokens) for rs in rows.values())
-    _save(rows, out, progress)
-    manifest = {'tokenizer': cfg.tokenizer, 'dialect': cfg.dialect, 'ticks_per_second': cfg.ticks_per_second,
-                'bends': cfg.bends, 'bend_range': cfg.bend_range, 'max_tokens': cfg.max_tokens, 'inputs': len(inputs),
-                'instruments': sorted({p.instrument for p in pieces}), 'counts': _counts(splits, rows),
-                'largest_checked_example': largest, 'failed': failed, 'settings': asdict(cfg), 'commit': _git_commit()}
-    cfg.save(out/'dataset_config.json')
-    write_json(out/'manifest.json', manifest)
+@lru_cache(maxsize=4)
+def _counter(spec: str) -> TokenCounter: return TokenCounter(_tokenizer(spec))
+
+# %% ../nbs/11_dataset.ipynb #4ac0a9a8
+def check_token_budget(rows: list, counter: TokenCounter, max_tokens: int, k: int = 1) -> int:
+    "Count the `k` longest rows (in characters) on their whole text; the largest count, or a SmidiError over `max_tokens`"
+    longest = heapq.nlargest(k, rows, key=lambda r: len(r['prompt']) + len(r['completion']))
+    counts = [counter.example(r['prompt'], r['completion']) for r in longest]
+    if counts and max(counts) > max_tokens: raise SmidiError(f"an example has {max(counts)} tokens > max_tokens {max_tokens}")
+    return max(counts, default=0)
+
+def input_rows(path,                # a MIDI or Guitar Pro file
+               source: str,         # its source name
+               split: str,          # its split
+               cfg: DatasetConfig
+              ) -> dict:
+    "The rows of one input file in `split` (with augmented copies in train) and what the manifest counts of it"
+    notes = encode_file(path, cfg.ticks_per_second, cfg.bend_range, Path(cfg.out_dir)/'.cache'/'encoded')
+    notes, counter = with_columns(notes, source=source), _counter(cfg.tokenizer)
+    rows = [r for v, aug in _variants(notes, split, cfg) for r in piece_examples(v, aug, cfg, counter)]
+    return dict(rows=rows, notes=len(notes), instrument=notes.instrument,
+                largest=check_token_budget(rows, counter, cfg.max_tokens))
+
+# %% ../nbs/11_dataset.ipynb #5d1c7a27
+def map_bounded(fn,                # a picklable function of one item
+                items: list,       # its inputs
+                workers: int = 1,  # processes (1 = in this process)
+                ahead: int = 4     # results per worker that may wait
+               ):
+    "`fn(item)` for each item, in order, computed by `workers` spawned processes with a bounded number pending"
+    if workers <= 1: yield from map(fn, items); return
+    pool, pending = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')), deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= workers * ahead: yield pending.popleft().result()
+        while pending: yield pending.popleft().result()
+    finally: pool.shutdown(wait=True, cancel_futures=True)
+
+# %% ../nbs/11_dataset.ipynb #5d1c7a30
+SHARD_BYTES = 500_000_000  # text per Arrow file of a split
+BATCH_BYTES = 1_000_000    # text a split holds before writing it: the rows a build keeps in memory
+COUNTS = ('pieces', 'notes', 'examples', 'answer_notes')  # the manifest's counts per split
+
+def _features():
+    import datasets
+    return datasets.Features({k: datasets.Value(v) for k, v in FEATURES.items()})
+
+class DatasetWriter:
+    "A dataset folder written split by split as rows come (Arrow record batches), published by `finish`"
+    def __init__(self, out,                       # the dataset folder
+                 shard_bytes: int = SHARD_BYTES,  # text per Arrow file
+                 batch_bytes: int = BATCH_BYTES   # text held per split before it is written
+                ):
+        self.out, self.tmp = Path(out), Path(out)/'.writing'
+        shutil.rmtree(self.tmp, ignore_errors=True)  # what a killed build left
+        for s in SPLITS: (self.tmp/s).mkdir(parents=True)
+        self.shard_bytes, self.batch_bytes, self.schema = shard_bytes, batch_bytes, _features().arrow_schema
+        self.counts = {s: dict.fromkeys(COUNTS, 0) for s in SPLITS}
+        self.files, self.rows, self.held, self.sink = {s: [] for s in SPLITS}, {s: [] for s in SPLITS}, dict.fromkeys(SPLITS, 0), {}
+
+    def __enter__(self): return self
+    def __exit__(self, *exc):
+        if exc[0] is not None: self.discard()
+
+    def discard(self):
+        "Drop everything written so far (the published folder is untouched)"
+        for s in list(self.sink): self._close(s)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+# %% ../nbs/11_dataset.ipynb #5d1c7a31
+@patch
+def write(self: DatasetWriter, split: str, rows: list, pieces: int = 0, notes: int = 0):
+    "Add `rows` (dicts with the FEATURES columns) to `split`; `pieces` and `notes`: of the pieces they were cut from"
+    c = self.counts[split]
+    c['pieces'] += pieces; c['notes'] += notes; c['examples'] += len(rows); c['answer_notes'] += sum(r['n_notes'] for r in rows)
+    self.rows[split] += rows
+    self.held[split] += sum(len(r['prompt']) + len(r['completion']) for r in rows)
+    if self.held[split] >= self.batch_bytes: self._flush(split)
+
+@patch
+def _flush(self: DatasetWriter, split: str):
+    "Write the rows held for `split` as one record batch; a file past `shard_bytes` is closed"
+    import pyarrow as pa
+    if not self.rows[split]: return
+    if split not in self.sink:
+        self.files[split].append(self.tmp/split/f'part-{len(self.files[split]):05d}.arrow')
+        f = pa.OSFile(str(self.files[split][-1]), 'wb')
+        self.sink[split] = [f, pa.ipc.new_stream(f, self.schema), 0]
+    self.sink[split][1].write_batch(pa.RecordBatch.from_pydict({k: [r[k] for r in self.rows[split]] for k in FEATURES},
+                                                               schema=self.schema))
+    self.sink[split][2] += self.held[split]
+    self.rows[split], self.held[split] = [], 0
+    if self.sink[split][2] >= self.shard_bytes: self._close(split)
+
+@patch
+def _close(self: DatasetWriter, split: str):
+    if split in self.sink:
+        f, writer, _ = self.sink.pop(split)
+        writer.close(); f.close()
+
+@patch
+def add_files(self: DatasetWriter, split: str, paths: list, counts: dict):
+    "Append whole Arrow files of `split` (a shard's, in order) with the manifest counts of their rows"
+    self._flush(split); self._close(split)
+    for p in paths:
+        self.files[split].append(self.tmp/split/f'part-{len(self.files[split]):05d}.arrow')
+        shutil.copyfile(p, self.files[split][-1])
+    for k in COUNTS: self.counts[split][k] += counts[k]
+
+# %% ../nbs/11_dataset.ipynb #5d1c7a32
+@patch
+def _publish(self: DatasetWriter, split: str):
+    "Move `split`'s files into the dataset folder, named and described as `save_to_disk` does"
+    import pyarrow as pa
+    d, files = self.tmp/split, self.files[split] or [self.tmp/split/'part-00000.arrow']
+    if not self.files[split]:  # an empty split is one file with the schema and no rows, so that it loads back
+        with pa.OSFile(str(files[0]), 'wb') as f, pa.ipc.new_stream(f, self.schema): pass
+    names = [f'data-{k:05d}-of-{len(files):05d}.arrow' for k in range(len(files))]
+    for f, name in zip(files, names): f.rename(d/name)
+    stamp = json.dumps([names, [(d/n).stat().st_size for n in names], self.counts[split]])
+    write_json(d/'state.json', {'_data_files': [{'filename': n} for n in names], '_fingerprint': _hash(stamp)[:16],
+                                '_format_columns': None, '_format_kwargs': {}, '_format_type': None,
+                                '_output_all_columns': False, '_split': None})
+    write_json(d/'dataset_info.json', {'citation': '', 'description': '', 'features': _features().to_dict(),
+                                       'homepage': '', 'license': ''})
+    shutil.rmtree(self.out/split, ignore_errors=True)
+    d.rename(self.out/split)
+
+@patch
+def finish(self: DatasetWriter, manifest: dict, config: dict | None = None) -> dict:
+    "Publish the folder: the splits, `config` as dataset_config.json, then `manifest` with the counts; the manifest"
+    for s in SPLITS: self._flush(s); self._close(s)
+    (self.out/'manifest.json').unlink(missing_ok=True)  # from here until the new one is written the folder is unfinished
+    for s in SPLITS: self._publish(s)
+    write_json(self.out/'dataset_dict.json', {'splits': list(SPLITS)})
+    if config is not None: write_json(self.out/'dataset_config.json', config)
+    manifest = manifest | {'counts': self.counts}
+    write_json(self.out/'manifest.json', manifest)
+    shutil.rmtree(self.tmp, ignore_errors=True)
     return manifest
+
+# %% ../nbs/11_dataset.ipynb #5d1c7a34
+def write_dataset(out,                         # the dataset folder
+                  rows: dict,                  # split -> rows (dicts with the FEATURES columns); absent splits are empty
+                  manifest: dict,              # the manifest's other keys (tokenizer, dialect, ticks_per_second, ...)
+                  config: dict | None = None   # written as dataset_config.json
+                 ) -> dict:
+    "Write a dataset folder from rows in memory (demos, the toy dataset); returns the manifest"
+    with DatasetWriter(out) as w:
+        for s, rs in rows.items():
+            if rs and (missing := set(FEATURES) - set(rs[0])): raise SmidiError(f"{s} rows lack the columns {sorted(missing)}")
+            w.write(s, rs, pieces=len({r['source'] for r in rs}),
+                    notes=sum(r['n_prompt_notes'] + r['n_notes'] for r in rs if r['augmentation'] == 'none'))
+        return w.finish(manifest, config)
+
+# %% ../nbs/11_dataset.ipynb #5d1c7a40
+PROGRESS_EVERY = 10.0  # seconds between progress lines
+
+def format_duration(seconds: float) -> str:
+    "'42 s', '3 min 05 s' or '2 h 07 min'; '?' when unknown"
+    if not np.isfinite(seconds): return '?'
+    s = int(round(seconds))
+    return f'{s} s' if s < 60 else f'{s // 60} min {s % 60:02d} s' if s < 3600 else f'{s // 3600} h {s % 3600 // 60:02d} min'
+
+def format_progress(done: int, total: int, elapsed: float, unit: str = 'files',
+                    left: float | None = None  # seconds left; default: at the rate so far
+                   ) -> str:
+    "'120/1,000 files (12%), 30 s, ETA 3 min 40 s': the count, the time so far and the time left"
+    if left is None: left = elapsed / done * (total - done) if done else float('nan')
+    return f'{done:,}/{total:,} {unit} ({done / total if total else 1:.0%}), {format_duration(elapsed)}, ETA {format_duration(left)}'
+
+# %% ../nbs/11_dataset.ipynb #5d1c7a43
+def _inputs_of(cfg: DatasetConfig, cache: Path) -> list:
+    "The inputs of `cfg`: its folders, or exactly the configured files of the embedded default"
+    if cfg.midi_dirs or cfg.gp_dirs: return list_inputs(cfg.midi_dirs, cfg.gp_dirs)
+    piano, guitar = embedded_inputs(cache/'embedded', cfg.embedded_pieces, cfg.embedded_riffs)
+    return [(p, source_name(p, p.parent)) for p in piano + guitar]
+
+def _input_result(item: tuple, cfg: DatasetConfig) -> FileResult:
+    "`input_rows` of one `(path, source, split)` as a FileResult: a bad file is a failure with its reason"
+    path, source, split = item
+    return convert_one(partial(input_rows, source=source, split=split, cfg=cfg), path)
+
+def _progress_line(k: int, n: int, start: float, first: float, writer: DatasetWriter) -> str:
+    "The build's progress line after `k` of `n` inputs; the time left is paced from the first result (workers start slowly)"
+    now, notes = time.time(), sum(c['notes'] for c in writer.counts.values())
+    left = (now - first) / (k - 1) * (n - k) if k > 1 else float('nan')
+    return f'prepare: {format_progress(k, n, now - start, left=left)}, {notes:,} notes'
+
+def _write_rows(items: list, cfg: DatasetConfig, writer: DatasetWriter, progress: bool = True) -> dict:
+    "Rows of every `(path, source, split)` into `writer`, in order; the failures, instruments and largest checked example"
+    stats, start, shown, first = dict(failed=[], instruments=set(), largest=0), time.time(), time.time(), 0.0
+    for k, ((_, _, split), r) in enumerate(zip(items, map_bounded(partial(_input_result, cfg=cfg), items, cfg.workers)), 1):
+        first = first or time.time()
+        if r.ok:
+            writer.write(split, r.value['rows'], pieces=1, notes=r.value['notes'])
+            stats['instruments'].add(r.value['instrument']); stats['largest'] = max(stats['largest'], r.value['largest'])
+        else: stats['failed'].append({'path': r.path, 'error': r.error})
+        if progress and ((k > 1 and time.time() - shown >= PROGRESS_EVERY) or k == len(items)):
+            print(_progress_line(k, len(items), start, first, writer), flush=True); shown = time.time()
+    return stats
+
+# %% ../nbs/11_dataset.ipynb #5d1c7a44
+def _no_usable_input(cfg: DatasetConfig, n_inputs: int, failed: list, shown: int = 20) -> SmidiError:
+    "The error of a build that has nothing to build from: no input found, or every input failed (with the reasons)"
+    if not n_inputs:
+        return SmidiError(f"no usable input: no MIDI files (.mid .midi) in {cfg.midi_dirs or '[]'} and no Guitar Pro files "
+                          f"(.gp3 .gp4 .gp5) in {cfg.gp_dirs or '[]'}")
+    lines = [f"  {f['path']}: {f['error']}" for f in failed[:shown]] + [f'  ... and {len(failed) - shown} more'] * (len(failed) > shown)
+    return SmidiError('\n'.join([f'no usable input: none of the {n_inputs} input file(s) converted:'] + lines))
+
+def _check_usable(cfg: DatasetConfig, inputs: list, stats: dict, counts: dict):
+    "SmidiError if a whole build got no piece, or no example"
+    if not stats['instruments']: raise _no_usable_input(cfg, len(inputs), stats['failed'])
+    if not sum(c['examples'] for c in counts.values()):
+        pieces = sum(c['pieces'] for c in counts.values())
+        raise SmidiError(f"no examples: {pieces} piece(s) converted, but none has min_notes={cfg.min_notes} notes that fit "
+                         f"max_tokens={cfg.max_tokens}")
+
+def _git_commit() -> str | None:
+    import smidilab
+    try: return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=Path(smidilab.__file__).parent, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except Exception: return None
+
+# %% ../nbs/11_dataset.ipynb #5d1c7a45
+def _manifest(cfg: DatasetConfig, inputs: list, todo: list, stats: dict) -> dict:
+    "The manifest of a build of `todo` (all of `inputs`, or a shard's block); the writer adds the counts"
+    m = {'tokenizer': cfg.tokenizer, 'dialect': cfg.dialect, 'ticks_per_second': cfg.ticks_per_second, 'bends': cfg.bends,
+         'bend_range': cfg.bend_range, 'max_tokens': cfg.max_tokens, 'inputs': len(todo),
+         'instruments': sorted(stats['instruments']), 'counts': None, 'largest_checked_example': stats['largest'],
+         'failed': stats['failed'], 'settings': asdict(cfg), 'commit': _git_commit()}
+    if cfg.shard:
+        i, n = parse_shard(cfg.shard)
+        m['shard'] = {'index': i, 'count': n, 'inputs_total': len(inputs), 'listing': listing_id(inputs)}
+    return m
+
+def build_dataset(cfg: DatasetConfig, progress: bool = True) -> dict:
+    "Build the dataset of `cfg` (or its shard `cfg.shard`; or merge the shards `cfg.merge`) into `cfg.out_dir`; the manifest"
+    if cfg.merge: return merge_datasets(cfg, progress)
+    inputs = _inputs_of(cfg, Path(cfg.out_dir)/'.cache')
+    if not inputs: raise _no_usable_input(cfg, 0, [])
+    splits, todo = split_inputs(inputs, cfg.split), shard_inputs(inputs, cfg.shard)
+    with DatasetWriter(cfg.out_dir) as writer:
+        stats = _write_rows([(p, s, splits[s]) for p, s in todo], cfg, writer, progress)
+        if not cfg.shard: _check_usable(cfg, inputs, stats, writer.counts)  # a shard may be unlucky; the merge checks
+        return writer.finish(_manifest(cfg, inputs, todo, stats), asdict(cfg))
+
+# %% ../nbs/11_dataset.ipynb #5d1c7a52
+SHARD_FREE = ('out_dir', 'shard', 'merge', 'workers', 'midi_dirs', 'gp_dirs')  # settings shards of one build may differ in
+MERGE_TAKES = ('out_dir', 'merge', 'workers')  # the settings a merge takes; the others come from its shards
+
+def _read_shard(d: Path) -> dict:
+    "The manifest of the shard folder `d`"
+    if not (d/'manifest.json').is_file(): raise SmidiError(f"{d}: no manifest.json, not a finished dataset shard")
+    m = json.loads((d/'manifest.json').read_text())
+    if 'shard' not in m: raise SmidiError(f"{d}: a whole dataset, not a shard (build shards with --shard I/N)")
+    return m
+
+def _same_build(ms: list, dirs: list):
+    "SmidiError unless the shard manifests `ms` are the N shards of one build, each once"
+    n, key = ms[0]['shard']['count'], lambda m: {k: v for k, v in m['settings'].items() if k not in SHARD_FREE}
+    for d, m in zip(dirs, ms):
+        if m['shard']['count'] != n: raise SmidiError(f"{d} is a shard of {m['shard']['count']}, {dirs[0]} of {n}")
+        if m['shard']['listing'] != ms[0]['shard']['listing']: raise SmidiError(f"{d} was built from other inputs than {dirs[0]}")
+        if diff := [k for k in key(m) if key(m)[k] != key(ms[0]).get(k)]:
+            raise SmidiError(f"{d} differs from {dirs[0]} in {diff[0]}: {key(m)[diff[0]]!r} vs {key(ms[0]).get(diff[0])!r}")
+    index = sorted(m['shard']['index'] for m in ms)
+    if dup := sorted({i for i in index if index.count(i) > 1}): raise SmidiError(f"shard {dup[0]}/{n} given twice")
+    if missing := sorted(set(range(n)) - set(index)):
+        raise SmidiError(f"shard(s) {', '.join(f'{i}/{n}' for i in missing)} missing: a merge needs all {n}")
+
+# %% ../nbs/11_dataset.ipynb #5d1c7a53
+def _merged_manifest(ms: list, settings: dict) -> dict:
+    "The manifest of the merge of the shard manifests `ms` (in shard order); the writer adds the counts"
+    keep = ('tokenizer', 'dialect', 'ticks_per_second', 'bends', 'bend_range', 'max_tokens')
+    return {k: ms[0][k] for k in keep} | {
+        'inputs': sum(m['inputs'] for m in ms), 'instruments': sorted({i for m in ms for i in m['instruments']}),
+        'counts': None, 'largest_checked_example': max(m['largest_checked_example'] for m in ms),
+        'failed': [f for m in ms for f in m['failed']], 'settings': settings, 'commit': _git_commit()}
+
+def _split_files(d: Path) -> list[Path]:
+    "The Arrow files of the split folder `d`, in order"
+    return [d/f['filename'] for f in json.loads((d/'state.json').read_text())['_data_files']]
+
+def merge_datasets(cfg: DatasetConfig, progress: bool = True) -> dict:
+    "Combine the shard folders `cfg.merge` into `cfg.out_dir`: the rows and counts of a single build; the manifest"
+    if diff := [f for f in asdict(cfg) if f not in MERGE_TAKES and getattr(cfg, f) != getattr(DatasetConfig(), f)]:
+        raise SmidiError(f"a merge takes its settings from the shards: drop {diff}")
+    dirs = [Path(d) for d in cfg.merge]
+    ms = [_read_shard(d) for d in dirs]
+    _same_build(ms, dirs)
+    order = sorted(range(len(ms)), key=lambda k: ms[k]['shard']['index'])
+    settings = ms[order[0]]['settings'] | {'out_dir': cfg.out_dir, 'shard': '', 'merge': [str(dirs[k]) for k in order]}
+    manifest = _merged_manifest([ms[k] for k in order], settings)
+    if not manifest['instruments']: raise _no_usable_input(cfg, manifest['inputs'], manifest['failed'])
+    with DatasetWriter(cfg.out_dir) as writer:
+        for k in order:
+            if progress: print(f"merge: shard {ms[k]['shard']['index']}/{len(ms)} from {dirs[k]}", flush=True)
+            for s in SPLITS: writer.add_files(s, _split_files(dirs[k]/s), ms[k]['counts'][s])
+        return writer.finish(manifest, settings)
+
+# %% ../nbs/11_dataset.ipynb #5d1c7a57
+def _check_split(ds, split: str, m: dict, k: int) -> str | None:
+    "What is wrong with one split of a dataset against its manifest `m` (checking `k` sampled prompts), or None"
+    if set(ds.column_names) != set(FEATURES): return f'{split} has the columns {sorted(ds.column_names)}'
+    if len(ds) != m['counts'][split]['examples']: return f"{split} holds {len(ds)} examples, the manifest {m['counts'][split]['examples']}"
+    idx = sorted(set(np.linspace(0, len(ds) - 1, min(k, len(ds))).astype(int).tolist()))
+    tick = tick_ms(m['ticks_per_second'])
+    return next((f'{split} row {i} does not state the tick length {tick}' for i, p in zip(idx, ds.select(idx)['prompt'])
+                 if tick not in p), None)
+
+def check_dataset(path, # a dataset folder
+                  k: int = 64 # prompts sampled per split
+                 ) -> dict:
+    "The manifest of the dataset folder `path`, after checking the data against it (SmidiError naming what is wrong)"
+    from datasets import load_from_disk
+    m, ds = json.loads((Path(path)/'manifest.json').read_text()), load_from_disk(str(path))
+    sources = {s: set(ds[s].unique('source')) for s in SPLITS}
+    for a, b in (('train', 'validation'), ('train', 'test'), ('validation', 'test')):
+        if both := sources[a] & sources[b]: raise SmidiError(f"{path}: {len(both)} source(s) in {a} and {b}, e.g. {min(both)}")
+    if wrong := next(filter(None, (_check_split(ds[s], s, m, k) for s in SPLITS)), None): raise SmidiError(f'{path}: {wrong}')
+    return m
 
 # %% ../nbs/11_dataset.ipynb #25db0abb
 def system_prompt_for(manifest: dict,           # a dataset's manifest.json

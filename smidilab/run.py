@@ -101,7 +101,7 @@ class Stage:
     preflight: str = ''      # 'module.function' that checks a built config
 
 STAGES = {
-    'prepare': Stage('11_dataset', 'smidilab.dataset.DatasetConfig', ('midi_dirs', 'gp_dirs', 'out_dir')),
+    'prepare': Stage('11_dataset', 'smidilab.dataset.DatasetConfig', ('midi_dirs', 'gp_dirs', 'out_dir', 'merge')),
     'train': Stage('12_train', 'smidilab.train.TrainConfig', ('dataset', 'out_dir'), ('base_model',),
                    'smidilab.train.PRESETS', 'smidilab.train.preflight'),
     'generate': Stage('13_generate', 'smidilab.generate.GenerateConfig', ('prompt_file', 'from_dataset', 'out_dir'), ('model',)),

@@ -7,7 +7,7 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 import smidilab.guitarpro
 from smidilab.codec import text_to_notes
-from smidilab.core import NoteTable
+from smidilab.core import NoteTable, SmidiError
 from smidilab.dataset import (DatasetConfig, SPLITS, FEATURES, TokenCounter, build_dataset, build_prompt, build_completion,
                               build_system_prompt, piece_examples, system_prompt_for, tick_ms)
 from smidilab.corpus import write_corpus_midi, write_riff_gp5
@@ -213,3 +213,75 @@ def test_template_without_system_role_gets_the_system_text_in_the_user_turn():
             if any(m['role'] == 'system' for m in messages): raise ValueError('System role not supported')
             return ''.join(f"<user>{m['content']}</user>" for m in messages) + '<bot>'
     assert build_prompt('SYS', 'p60:v80:d96:t96', NoSystem()) == '<user>SYS\n\np60:v80:d96:t96</user><bot>'
+
+def _without(m: dict, *keys) -> dict: return {k: v for k, v in m.items() if k not in keys}
+
+def test_shards_merge_into_the_single_build(built, tmp_path):
+    "Three shards (built with two workers each, in any order), merged: the rows and manifest of the single build"
+    cfg, manifest, data = built
+    shards = [tmp_path/f'part{i}' for i in range(3)]
+    for i in (2, 0, 1): build_dataset(replace(cfg, out_dir=str(shards[i]), shard=f'{i}/3', workers=2), progress=False)
+    parts = [json.loads((d/'manifest.json').read_text()) for d in shards]
+    assert sum(p['inputs'] for p in parts) == len(PIECES) + 3 and all(p['inputs'] for p in parts)
+    merged = build_dataset(DatasetConfig(merge=[str(d) for d in shards[::-1]], out_dir=str(tmp_path/'merged')), progress=False)
+    assert rows(tmp_path/'merged') == data
+    assert _without(merged, 'settings', 'commit') == _without(manifest, 'settings', 'commit')
+    assert DatasetConfig.load(tmp_path/'merged'/'dataset_config.json').merge == [str(d) for d in shards]
+
+def test_merge_refuses_shards_of_different_builds(built, inputs, tmp_path):
+    cfg, _, _ = built
+    a = build_dataset(replace(cfg, out_dir=str(tmp_path/'a'), shard='0/2', augment=0), progress=False)
+    build_dataset(replace(cfg, out_dir=str(tmp_path/'b'), shard='1/2'), progress=False)
+    with pytest.raises(SmidiError, match="differs from .* in augment"):
+        build_dataset(DatasetConfig(merge=[str(tmp_path/'a'), str(tmp_path/'b')], out_dir=str(tmp_path/'m')), progress=False)
+    build_dataset(replace(cfg, out_dir=str(tmp_path/'c'), shard='1/2', augment=0, midi_dirs=[str(inputs/'midi')], gp_dirs=[]),
+                  progress=False)
+    with pytest.raises(SmidiError, match='other inputs'):
+        build_dataset(DatasetConfig(merge=[str(tmp_path/'a'), str(tmp_path/'c')], out_dir=str(tmp_path/'m')), progress=False)
+    assert a['shard']['count'] == 2 and not (tmp_path/'m').exists()
+
+def test_only_bad_inputs_fail_with_the_inputs_and_reasons(tmp_path, capsys):
+    "prepare with nothing usable stops in the job with 'no usable input' and each file's reason (it used to be an IndexError)"
+    from smidilab.run import run_job
+    bad = tmp_path/'bad'; bad.mkdir()
+    (bad/'empty.mid').write_bytes(b'')
+    (bad/'noise.mid').write_bytes(b'MThd\x00\x00\x00\x06garbage')
+    code = run_job('prepare', dict(midi_dirs=[str(bad)], out_dir=str(tmp_path/'ds')), tmp_path, log=False)
+    err = capsys.readouterr().err
+    assert code == 1 and 'no usable input' in err and 'IndexError' not in err, err
+    nb = json.loads((tmp_path/'11_dataset.ipynb').read_text())
+    shown = ''.join(o.get('evalue', '') for c in nb['cells'] for o in c.get('outputs', []))
+    assert 'empty.mid' in shown and 'noise.mid' in shown and 'none of the 2 input file(s) converted' in shown
+    assert not (tmp_path/'ds'/'manifest.json').exists()
+
+def test_cli_shards_and_merge_with_relative_paths(inputs, tmp_path, monkeypatch):
+    "`smidilab prepare --shard I/N` on two 'machines', then `--merge` of relative folders, equals `prepare` in one go"
+    from smidilab.cli import main
+    monkeypatch.chdir(tmp_path)
+    common = ['--midi', str(inputs/'midi'), '--gp', str(inputs/'gp'), '--augment', '1', '--max-tokens', '512']
+    assert main(['prepare', *common, '-o', 'whole']) == 0
+    for i in range(2): assert main(['prepare', *common, '--shard', f'{i}/2', '-o', f'part{i}', '-p', 'workers', '2']) == 0
+    assert main(['prepare', '--merge', 'part1', 'part0', '-o', 'merged']) == 0
+    whole, merged = (json.loads((tmp_path/d/'manifest.json').read_text()) for d in ('whole', 'merged'))
+    assert rows(tmp_path/'merged') == rows(tmp_path/'whole') and merged['counts'] == whole['counts']
+    assert merged['settings']['merge'] == [str(tmp_path/'part0'), str(tmp_path/'part1')]
+    assert main(['prepare', '--shard', '2/2', '-o', 'bad']) == 2  # a usage error before any kernel starts
+
+def test_a_build_holds_one_batch_and_a_few_pieces(tmp_path):
+    "What keeps memory flat: at most workers x ahead inputs in flight, and one batch of rows per split before it is written"
+    from smidilab.dataset import map_bounded, DatasetWriter
+    pulled = []
+    def items():
+        for i in range(30): pulled.append(i); yield -i
+    for k, r in enumerate(map_bounded(abs, items(), workers=2, ahead=2)):
+        assert r == k and len(pulled) <= k + 1 + 2 * 2
+    row = dict(prompt='p' * 1000, completion=' c', source='s', instrument='piano', augmentation='none', n_notes=1,
+               n_prompt_notes=1, task='continuation')
+    with DatasetWriter(tmp_path/'w', shard_bytes=20_000, batch_bytes=5_000) as w:
+        for _ in range(100):
+            w.write('train', [row])
+            assert sum(len(r['prompt']) for r in w.rows['train']) < 5_000
+        m = w.finish({})
+    from datasets import load_from_disk
+    assert len(load_from_disk(str(tmp_path/'w'))['train']) == m['counts']['train']['examples'] == 100
+    assert len(list((tmp_path/'w'/'train').glob('*.arrow'))) == 5  # a new file every 20 kB of text

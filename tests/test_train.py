@@ -6,7 +6,7 @@ import pytest
 import torch
 torch.set_num_threads(2)
 from smidilab.core import SmidiError
-from smidilab.train import (TrainConfig, make_config, prepare_run, train, load_run, load_model, build_trainer,
+from smidilab.train import (TrainConfig, make_config, prepare_run, train, load_run, load_start, load_model, build_trainer,
                             run_tokenizer, write_toy_dataset, check_config, load_unsloth)
 from smidilab.explore import read_metrics
 
@@ -137,10 +137,14 @@ def _outputs(nb) -> str:
                    for o in c.get('outputs', []))
 
 def test_ddp_two_processes_through_notebook(tmp_path, toy):
-    "gpus=2 through the papermill notebook runs two gloo DDP ranks on CPU and writes the run folder"
+    "gpus=2 through the papermill notebook runs two gloo DDP ranks on CPU, shows legible progress and writes the run folder"
     code, nb = _job(tmp_path, gpus=2, dataset=toy, out_dir=str(tmp_path/'run'), max_steps=4)
     text = _outputs(nb)
     assert code == 0 and 'rank 0 of 2' in text and 'rank 1 of 2' in text
+    # legible progress: the plan, step lines with loss and ETA, evaluations; no tqdm bars, no raw log dicts
+    assert 'train: 4 steps of 2 sequences (1 per process x 1 accumulated x 2 processes)' in text
+    assert 'train: step 4/4 (100%), loss ' in text and ', ETA ' in text and 'eval: step 4/4, validation loss' in text
+    assert '%|' not in text and "{'loss'" not in text and 'it/s]' not in text
     run_config = json.loads((tmp_path/'run'/'run_config.json').read_text())
     assert (run_config['gpus'], run_config['per_device_batch_size'], run_config['grad_accum']) == (2, 1, 1)
     assert [r['step'] for r in read_metrics(tmp_path/'run'/'metrics.csv')] == list(range(5))
@@ -172,3 +176,79 @@ def test_extended_vocabulary(runs, toy):
     ids = _ids(tok)
     trainer.model.eval()
     with torch.no_grad(): torch.testing.assert_close(model(ids).logits, trainer.model(ids).logits)
+
+LAUNCH = """
+import sys
+from smidilab.train import make_config, run_training
+run_training(make_config('tiny', **eval(sys.argv[1])))
+"""
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def _launch_all(settings: list, timeout: float = 420) -> list[str]:
+    "Run `run_training` once per settings dict, all at once, each in its own process group; their outputs (killed at `timeout`)"
+    import signal
+    procs = [subprocess.Popen([sys.executable, '-c', LAUNCH, repr(s)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, start_new_session=True) for s in settings]
+    try: outs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None: os.killpg(p.pid, signal.SIGKILL)
+    assert all(p.returncode == 0 for p in procs), '\n=====\n'.join(o[-3000:] for o in outs)
+    return outs
+
+def _weights(path) -> dict:
+    from safetensors.torch import load_file
+    return load_file(str(path))
+
+def _assert_same_weights(a: dict, b: dict, atol: float):
+    assert set(a) == set(b) and a
+    for k in a: torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0, msg=k)
+
+def test_two_machines_on_loopback_train_what_one_process_trains(toy, tmp_path):
+    "Two launchers (machine_rank 0 and 1, one gloo process each, 127.0.0.1, a free port) step together and save the adapter one process with the same global batch saves"
+    common = dict(dataset=toy, max_steps=3, save_steps=0, global_batch_size=2, max_device_batch_size=1, progress_seconds=0,
+                  num_threads=1)
+    port = _free_port()
+    outs = _launch_all([common | dict(out_dir=str(tmp_path/f'machine{r}'), num_machines=2, machine_rank=r,
+                                      main_process_port=port) for r in (0, 1)])
+    assert 'rank 0 of 2' in outs[0] and 'rank 1 of 2' in outs[1] and 'train: step 3/3 (100%)' in outs[0]
+    single = train(tiny(tmp_path, 'single', **common | dict(max_device_batch_size=2)))
+    assert single.args.per_device_train_batch_size == 2
+    want = _weights(tmp_path/'single'/'adapter'/'adapter_model.safetensors')
+    for r in (0, 1):  # each machine saved the run on its own disk, and the second one stepped to the end too
+        _assert_same_weights(_weights(tmp_path/f'machine{r}'/'adapter'/'adapter_model.safetensors'), want, atol=1e-6)
+        assert [x['step'] for x in read_metrics(tmp_path/f'machine{r}'/'metrics.csv')] == [0, 1, 2, 3]
+    assert any(float(v.abs().max()) > 0 for k, v in want.items() if 'lora_B' in k)  # the adapter trained (B starts at 0)
+
+def test_fsdp_full_fine_tuning_on_two_cpu_ranks(toy, tmp_path):
+    "backend 'full' with fsdp: torch FSDP2 shards the tiny model over 2 gloo ranks on CPU; the gathered model is the one-process result"
+    common = dict(dataset=toy, backend='full', learning_rate=1e-3, max_steps=3, save_steps=0, global_batch_size=2,
+                  progress_seconds=0, num_threads=1)
+    out, = _launch_all([common | dict(out_dir=str(tmp_path/'fsdp'), fsdp=True, gpus=2, max_device_batch_size=1)])
+    assert 'rank 0 of 2' in out and 'rank 1 of 2' in out and 'train: step 3/3 (100%)' in out
+    train(tiny(tmp_path, 'single', **common))
+    got, want = _weights(tmp_path/'fsdp'/'model'/'model.safetensors'), _weights(tmp_path/'single'/'model'/'model.safetensors')
+    _assert_same_weights(got, want, atol=1e-6)
+    base = _weights(tmp_path/'single'/'base'/'model.safetensors')
+    assert not torch.equal(got['model.layers.0.mlp.up_proj.weight'], base['model.layers.0.mlp.up_proj.weight'])  # every weight trained
+    assert not (tmp_path/'fsdp'/'model'/'training_args.bin').exists()
+    model, _ = load_run(tmp_path/'fsdp')
+    assert not hasattr(model, 'disable_adapter') and model.config.use_cache
+
+def test_random_init_full_fine_tuning(toy, runs):
+    "init 'random' trains a freshly initialised model of the base's architecture (the from-scratch arm), and it reloads"
+    from smidilab.train import write_tiny_base, base_tokenizer
+    pretrained = write_tiny_base(make_config(out_dir=str(runs/'pretrained')), base_tokenizer('smollm2'))  # a base folder, seed 0
+    cfg = tiny(runs, 'scratch', dataset=toy, base_model=str(pretrained), backend='full', init='random', seed=3, max_steps=2,
+               save_steps=0)
+    trainer = train(cfg)
+    weight = lambda m: m.model.layers[0].mlp.up_proj.weight.detach()
+    start, base = load_start(cfg.out_dir), _weights(pretrained/'model.safetensors')['model.layers.0.mlp.up_proj.weight']
+    assert start.config.num_hidden_layers == 2 and not torch.equal(weight(start), base)  # the architecture, not the weights
+    model, tok = load_run(cfg.out_dir)
+    assert not torch.equal(weight(model), weight(start))  # trained
+    trainer.model.eval()
+    with torch.no_grad(): torch.testing.assert_close(model(_ids(tok)).logits, trainer.model(_ids(tok)).logits)

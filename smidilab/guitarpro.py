@@ -572,6 +572,7 @@ def _add_note(w: _Walk, note: ScoreNote, beat: ScoreBeat, at, key, base: int):
     w.cut(key, at + delay)
     if note.kind == 3: w.counts['dead_notes'] += 1; return
     _count_effects(w, note)
+    if beat.tremolo and not note.bend: w.counts['tremolo_bar_notes'] += 1
     w.open[key] = w.add(base + note.fret, note.velocity, at + delay, end, points)
 
 # %% ../nbs/03_guitarpro.ipynb #a111dd15

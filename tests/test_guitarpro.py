@@ -63,6 +63,130 @@ def test_unknown_extension_and_missing_file(tmp_path):
     with pytest.raises(InputFileError, match='no such file'): read_music(tmp_path / 'missing.gp5')
 
 
+# --- scores written with pyguitarpro, each holding one structure -------------------------------------------------
+
+def gp_song(measures: list, headers: dict = {}, tempo: int = 120) -> gp.Song:
+    "One track in standard tuning; `measures` = [[(value, notes)]] with notes (string, fret) or gp.Note factories"
+    song = gp.Song(tempo=tempo)
+    track = song.tracks[0]
+    song.measureHeaders, track.measures = [], []
+    for k, beats in enumerate(measures):
+        header = gp.MeasureHeader(number=k + 1, **headers.get(k, {}))
+        song.addMeasureHeader(header); track.measures.append(gp.Measure(track, header))
+        voice = track.measures[-1].voices[0]
+        for value, notes in beats:
+            beat = gp.Beat(voice, duration=gp.Duration(value=value), status=gp.BeatStatus.normal if notes else gp.BeatStatus.rest)
+            beat.notes = [gp.Note(beat, value=n[1], string=n[0], type=gp.NoteType.normal) if isinstance(n, tuple) else n(beat)
+                          for n in notes]
+            voice.beats.append(beat)
+    return song
+
+
+def quarter(fret, string=1): return (4, [(string, fret)])
+def tied(fret): return lambda beat: gp.Note(beat, value=fret, string=1, type=gp.NoteType.tie)
+
+
+def graced(main, fret, value, swapped=False, kind=gp.NoteType.normal, on_beat=False):
+    "A note factory: `main` on string 1 after a grace note `fret` lasting 1/`value`; `swapped` writes GP3/GP4 bytes in Guitar Pro's order"
+    grace = gp.GraceEffect(fret=fret, duration=value, isOnBeat=on_beat)
+    if swapped: grace = gp.GraceEffect(fret=fret, duration=128, transition=gp.GraceEffectTransition(8 - value.bit_length()))
+    return lambda beat: gp.Note(beat, value=main, string=1, type=kind, effect=gp.NoteEffect(grace=grace))
+
+
+def bent(fret, points):
+    return lambda beat: gp.Note(beat, value=fret, string=1, type=gp.NoteType.normal, effect=gp.NoteEffect(bend=gp.BendEffect(
+        type=gp.BendType.bend, value=25 * max(v for _, v in points), points=[gp.BendPoint(p, v) for p, v in points])))
+
+
+def _grace_bar(swapped):
+    return [[quarter(5), (4, [graced(7, 5, 16, swapped)]), (4, [graced(9, 7, 32, swapped)]), quarter(10)]]
+
+
+STRUCTURES = {  # file name -> (version, measures, headers)
+    # the issue's example: a repeat over measures 1-4 played 4 times, ending "1, 3" on measure 2, ending 2 on 3-4
+    'endings.gp5': ((5, 1, 0), [[quarter(m)] * 4 for m in range(5)],
+                    {0: {'isRepeatOpen': True}, 1: {'repeatAlternative': 0b101}, 2: {'repeatAlternative': 0b10},
+                     3: {'repeatClose': 3}}),
+    'tie_after_gap.gp5': ((5, 1, 0), [[quarter(5), (4, []), (4, []), (4, [tied(5)])], [(1, [])],
+                                      [(4, [tied(5)]), quarter(7), (4, [tied(7)]), quarter(8)]], {}),
+    'dead_grace.gp5': ((5, 1, 0), [[quarter(3), (4, [graced(0, 2, 32, kind=gp.NoteType.dead)]), quarter(4), quarter(5)]], {}),
+    'start_grace.gp5': ((5, 1, 0), [[(4, [graced(5, 3, 32)]), quarter(6), quarter(7), quarter(8)]], {}),
+    'graces.gp3': ((3, 0, 0), _grace_bar(True), {}),
+    'graces.gp4': ((4, 0, 0), _grace_bar(True), {}),
+    'graces.gp5': ((5, 1, 0), _grace_bar(False), {}),
+    'wide_bends.gp5': ((5, 1, 0), [[(4, [bent(5, [(0, 0), (6, 12), (12, 12)])]), quarter(6),
+                                    (4, [bent(7, [(0, 0), (12, 28)])]), quarter(8)]], {}),
+}
+
+
+def write_structures(folder: Path) -> dict:
+    "Every file of STRUCTURES written under `folder`, by name"
+    for name, (version, measures, headers) in STRUCTURES.items():
+        gp.write(gp_song(measures, headers), str(folder / name), version=version)
+    return {name: folder / name for name in STRUCTURES}
+
+
+@pytest.fixture(scope='module')
+def structures(tmp_path_factory):
+    return write_structures(tmp_path_factory.mktemp('structures'))
+
+
+def onsets_pitches(notes) -> list:
+    return list(zip(notes.onset.tolist(), notes.pitch.tolist()))
+
+
+def test_alternate_ending_runs_until_the_next_one(structures):
+    # measure m holds four quarters of fret m; played order (alphaTab's unit test): 0 1 0 2 3 0 1 0 4
+    notes = read_gp(structures['endings.gp5'])
+    assert notes.pitch.tolist() == [64 + m for m in (0, 1, 0, 2, 3, 0, 1, 0, 4) for _ in range(4)]
+    assert notes.onset.tolist() == list(range(0, 36 * 96, 96))
+
+
+def test_tie_after_a_gap_is_a_note(structures):
+    notes, rep = read_gp_report(structures['tie_after_gap.gp5'])
+    assert list(zip(notes.onset.tolist(), notes.pitch.tolist(), notes.duration.tolist())) == \
+        [(0, 69, 96), (288, 69, 96), (768, 69, 96), (864, 71, 192), (1056, 72, 96)]
+    assert notes.duration.max() == 192  # never a note stretched over the rests
+    assert (rep['counts']['ties_after_gap'], rep['counts']['ties_merged']) == (2, 1)
+
+
+def test_grace_of_a_dead_note_is_played(structures):
+    notes, rep = read_gp_report(structures['dead_grace.gp5'])
+    assert onsets_pitches(notes) == [(0, 67), (96 - 12, 64 + 2), (192, 68), (288, 69)]
+    assert rep['counts']['dead_notes'] == 1
+
+
+def test_grace_before_the_first_beat_comes_first(structures):
+    notes, rep = read_gp_report(structures['start_grace.gp5'])
+    assert onsets_pitches(notes)[:3] == [(0, 67), (12, 69), (108, 70)]  # the main note a 32nd later, not together
+    assert rep['leading_silence_ticks'] == -12
+
+
+@pytest.mark.parametrize('version', ['gp3', 'gp4', 'gp5'])
+def test_grace_durations_as_written(structures, version):
+    # a 16th (24 ticks at 120 bpm) and a 32nd (12 ticks) grace note before beats 2 and 3; pyguitarpro 0.11 reads
+    # the GP3/GP4 ones 4x too short (it takes the transition byte for the duration)
+    notes = read_gp(structures[f'graces.{version}'])
+    assert list(zip(notes.onset.tolist(), notes.pitch.tolist(), notes.duration.tolist())) == \
+        [(0, 69, 72), (72, 69, 24), (96, 71, 84), (180, 71, 12), (192, 73, 96), (288, 74, 96)]
+
+
+def test_pyguitarpro_misreads_gp3_grace_durations(structures):
+    "The upstream bug our reader works around: pyguitarpro reads the two grace bytes of GP3/GP4 swapped"
+    upstream = [open_gp(structures[f'graces.{v}']).tracks[0].measures[0].voices[0].beats[1].notes[0].effect.grace
+                for v in ('gp3', 'gp5')]
+    assert [g.duration for g in upstream] == [128, 16]
+
+
+def test_bends_beyond_the_range_raise_it(structures):
+    notes, rep = read_gp_report(structures['wide_bends.gp5'])
+    assert (notes.bend_range, rep['bend_range_raised'], rep['bend_values_clipped']) == (24, {'from': 4.0, 'to': 24}, 0)
+    semis = (dequantize_bend(notes.bend[notes.bend != NO_BEND]) - 8192) / 8192 * notes.bend_range
+    assert semis.tolist() == pytest.approx([6, 14], abs=1.5)  # one step of the coarse outer scale at ±24
+    clipped, rep = read_gp_report(structures['wide_bends.gp5'], fit_bend_range=False)
+    assert clipped.bend_range == 4.0 and rep['bend_values_clipped'] > 0 and set(clipped.bend.tolist()) == {NO_BEND, 45}
+
+
 # --- note counts against an independent walk of the score ----------------------------------------------------------
 
 def score_note_count(track: gp.Track) -> int:

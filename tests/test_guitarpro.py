@@ -1,14 +1,15 @@
 "Guitar Pro fixtures: every file converts or fails with a named reason; counts, bends and timing checked against the score."
-from collections import defaultdict
+import tempfile
+from collections import Counter, defaultdict
 from fractions import Fraction
 from pathlib import Path
 import guitarpro as gp
 import mido
 import numpy as np
 import pytest
-from smidilab.core import NoteTable, InputFileError, convert_one, with_columns, NO_BEND
+from smidilab.core import NoteTable, InputFileError, SmidiError, convert_one, with_columns, take, NO_BEND
 from smidilab.codec import notes_to_text, text_to_notes, dequantize_bend
-from smidilab.guitarpro import read_gp, read_gp_report, read_music, read_music_report, open_gp, track_summaries
+from smidilab.guitarpro import read_gp, read_gp_report, read_music, read_music_report, open_gp, track_summaries, scan_gp
 from smidilab.tablature import write_gp5
 from conftest import FIXTURES, LOGS, need
 
@@ -61,6 +62,44 @@ def test_unknown_extension_and_missing_file(tmp_path):
     (tmp_path / 'notes.txt').write_text('p60:v80:d96:t0')
     with pytest.raises(InputFileError, match='unknown file type'): read_music(tmp_path / 'notes.txt')
     with pytest.raises(InputFileError, match='no such file'): read_music(tmp_path / 'missing.gp5')
+
+
+# --- the lean reader against pyguitarpro's objects --------------------------------------------------------------------
+
+def pyguitarpro_beats(measure, gp3_or_4: bool) -> list:
+    "Beats of a pyguitarpro measure as (start in measure, ticks, status, notes, whammy points, tempo), voices merged"
+    rows, (first, second) = [], measure.voices  # an empty beat of the second voice (GP5's filler) carries nothing
+    for b in sorted(first.beats + [b for b in second.beats if b.status.value or b.notes], key=lambda b: b.start):
+        notes = []
+        for n in b.notes:
+            g = n.effect.grace
+            # pyguitarpro 0.11 swaps the GP3/GP4 grace bytes: its `transition` holds the duration code
+            ticks = (960 * 4 // (1 << (7 - g.transition.value)) if gp3_or_4 else g.durationTime) if g else None
+            notes.append((n.string, n.type.value, n.value, n.velocity,
+                          tuple((q.position, q.value) for q in n.effect.bend.points) if n.effect.isBend else None,
+                          (g.velocity, ticks, g.isDead, g.isOnBeat) if g else None))
+        bar = b.effect.tremoloBar
+        mix = b.effect.mixTableChange
+        rows.append((b.start - measure.start, b.duration.time, b.status.value, notes,
+                     tuple((q.position, q.value) for q in bar.points) if bar is not None and bar.points else None,
+                     mix.tempo.value if mix is not None and mix.tempo is not None else None))
+    return rows
+
+
+def lean_beats(beats: list) -> list:
+    return [(b.start, b.duration, b.status, [(n.string, n.kind, n.fret, n.velocity, n.bend,
+             (n.grace[1], n.grace[2], n.grace[3], n.grace[4]) if n.grace else None) for n in b.notes], b.tremolo, b.tempo)
+            for b in beats]
+
+
+@pytest.mark.parametrize('path', READABLE, ids=[p.name for p in READABLE])
+def test_lean_reader_equals_pyguitarpro(path):
+    "Our measures reader gives pyguitarpro's beats and notes (headers and tracks are pyguitarpro's own reading)"
+    song, score = gp.parse(str(path)), scan_gp(path)
+    assert len(score.beats) == len(song.tracks) and track_summaries(score) == track_summaries(song)
+    for t, track in enumerate(song.tracks):
+        for m, measure in enumerate(track.measures):
+            assert lean_beats(score.beats[t][m]) == pyguitarpro_beats(measure, song.versionTuple[0] < 5), (t, m)
 
 
 # --- scores written with pyguitarpro, each holding one structure -------------------------------------------------
@@ -331,20 +370,31 @@ def test_gp2midi_same_pitches_and_onsets():
     assert sorted(set(ours_by_track[2].bend.tolist())) == [NO_BEND, 38]
 
 
-def test_gp2midi_differences_listed():
-    "The differences between our reading and the tool's MIDI are written to tests/logs for inspection"
+def same_pitch_overlaps(notes) -> int:
+    "Notes that start while an earlier note of the same pitch still sounds"
+    count = 0
+    for p in np.unique(notes.pitch):
+        i = np.flatnonzero(notes.pitch == p)
+        on, off = notes.onset[i], notes.onset[i] + notes.duration[i]
+        order = np.argsort(on, kind='stable')
+        count += int((on[order][1:] < np.maximum.accumulate(off[order])[:-1]).sum())
+    return count
+
+
+def test_gp2midi_overlaps_where_we_end_notes():
+    "The tool lets notes of overfull measures ring under the next note on their string; we end them, so none overlap"
+    from smidilab.midi import read_midi
     mf = mido.MidiFile(str(need(G2M / 'test_gp5.mid')))
+    ours, report = read_gp_report(G2M / 'test_gp5.gp5', track=2)
+    theirs = read_midi(G2M / 'test_gp5.mid')
+    theirs = take(theirs, np.flatnonzero(np.isin(theirs.pitch, ours.pitch)))
+    assert report['counts']['cut_by_next_note_on_string'] > 0 and same_pitch_overlaps(ours) == 0
     cc = [(m.channel, m.control, m.value) for tr in mf.tracks for m in tr if m.type == 'control_change']
-    pan_hard_right = sum(c == 10 and v == 127 for _, c, v in cc)
-    resets = sum(m.type == 'pitchwheel' and m.pitch == -128 for tr in mf.tracks for m in tr)
-    report = read_gp_report(G2M / 'test_gp5.gp5', track=2)[1]
     _log('gp2midi_differences', '\n'.join([
         f'full bends rendered at {max(_bend_peaks(mf)):.3f} semitones instead of 2 (6.25 % flat)',
-        f'{pan_hard_right} CC10=127 (pan hard right) sent where CC100=127 (RPN null) was meant',
-        f'{resets} pitch-wheel resets to -128 instead of 0 (channel left 0.09 semitone flat)',
-        f"{report['counts'].get('cut_by_next_note_on_string', 0)} notes of overfull measures overlap the next note "
-        'of their string (same pitch on one channel: ambiguous note-offs)']))
-    assert pan_hard_right > 0 and resets > 0
+        f"{sum(c == 10 and v == 127 for _, c, v in cc)} CC10=127 (pan hard right) sent where CC100=127 (RPN null) was meant",
+        f"{report['counts']['cut_by_next_note_on_string']} notes of overfull measures overlap the next note of their string "
+        f'in the tool\'s MIDI ({same_pitch_overlaps(theirs)} same-pitch overlaps there, none in ours)']))
 
 
 # --- writing tablature ----------------------------------------------------------------------------------------------
@@ -428,3 +478,86 @@ def test_write_gp5_refuses_to_overwrite(tmp_path):
     write_gp5(notes, tmp_path / 'g.gp5')
     with pytest.raises(FileExistsError): write_gp5(notes, tmp_path / 'g.gp5')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['g.gp5']
+
+
+# --- writing tablature: layout, tracks, voices, and never a silent drop ----------------------------------------------
+
+SOURCES = [('test_gp3.gp3', 'auto'), ('test_gp4.gp4', 'auto'), ('test_gp5.gp5', 'auto'), ('test_gp5.gp5', 1),
+           ('Effects.gp5', 'auto'), ('Repeat.gp5', 'auto'), ('Tie.gp5', 'auto')]
+
+
+@pytest.mark.parametrize('name,track', SOURCES, ids=[f'{n}-{t}' for n, t in SOURCES])
+def test_gp5_round_trip_exact_with_the_readers_metre_and_tempo(tmp_path, name, track):
+    "Written with the time signatures and tempo changes its reading reported, a score reads back note for note"
+    path = need(G2M / name if (G2M / name).exists() else PGP / name)
+    notes, rep = read_gp_report(path, track=track)
+    w = write_gp5(notes, tmp_path / 'a.gp5', metre=rep['time_signatures'], tempo=rep['tempo_changes'])
+    back, rep2 = read_gp_report(tmp_path / 'a.gp5', track='all')
+    assert w['dropped'] == 0 and w['max_error_ticks'] < 0.5
+    assert sorted(zip(back.onset.tolist(), back.pitch.tolist(), back.bend.tolist())) == \
+        sorted(zip(notes.onset.tolist(), notes.pitch.tolist(), notes.bend.tolist()))
+    assert [t['bpm'] for t in rep2['tempo_changes']] == [t['bpm'] for t in rep['tempo_changes']]
+
+
+def many_parts_text() -> str:
+    "4,000+ notes: the four parts of test_gp3 (bass and guitars, with bends) then a Bach chorale two octaves up"
+    import music21
+    from smidilab.core import concat_notes, canonical
+    from smidilab.midi import read_midi
+    parts = read_gp(need(G2M / 'test_gp3.gp3'), track='all')
+    with tempfile.TemporaryDirectory() as d:
+        chorale = read_midi(music21.corpus.parse('bach/bwv66.6').write('midi', fp=Path(d) / 'c.mid'))
+    later = with_columns(chorale, pitch=chorale.pitch + 24, onset=chorale.onset + parts.end + 96, end=chorale.end + parts.end + 96)
+    return notes_to_text(canonical(concat_notes([parts, later])))
+
+
+def test_many_parts_every_note_kept_or_named(tmp_path):
+    notes = text_to_notes(many_parts_text(), instrument='other')
+    rep = write_gp5(notes, tmp_path / 'many.gp5')
+    back = read_gp(tmp_path / 'many.gp5', track='all')
+    assert len(notes) > 3000 and rep['dropped'] == len(rep['dropped_notes']) and len(rep['tracks']) >= 3
+    assert len(back) == rep['notes'] == len(notes) - rep['dropped'] and rep['second_voice'] > 0
+    missing = Counter(notes.pitch.tolist()) - Counter(back.pitch.tolist())
+    assert missing == Counter(d['pitch'] for d in rep['dropped_notes'])
+    assert rep['max_error_ticks'] <= 2
+
+
+def test_too_many_simultaneous_notes_are_named(tmp_path):
+    "30 E4s at once (the one pitch all six strings reach): four guitars hold 24, the other 6 are named with the reason"
+    pitch = np.full(30, 64)
+    notes = NoteTable(pitch=pitch, velocity=np.full(30, 95), onset=np.zeros(30), duration=np.full(30, 96), instrument='guitar')
+    rep = write_gp5(notes, tmp_path / 'wall.gp5')
+    assert (rep['notes'], rep['dropped'], len(rep['tracks'])) == (24, 6, 4)
+    assert all(d['reason'].startswith('more than 4 standard tracks') and d['onset'] == 0 for d in rep['dropped_notes'])
+    assert len(read_gp(tmp_path / 'wall.gp5', track='all')) == 24
+
+
+def test_hour_long_silences_cost_nothing(tmp_path):
+    "Issue 20: 6 KB of text with one-hour gaps took 28 s and 1.5 GB; gaps are cut to 32 bars and reported"
+    notes = text_to_notes(' '.join(f'p{60 + i % 12}:v80:d96:t691200' for i in range(300)), instrument='guitar')
+    rep = write_gp5(notes, tmp_path / 'sparse.gp5')
+    assert rep['notes'] == 300 and len(rep['silences_cut']) == 299 and rep['measures'] <= 300 * 33
+    assert all(c['ticks'] > 600000 for c in rep['silences_cut'])
+    back = read_gp(tmp_path / 'sparse.gp5')
+    assert len(back) == 300 and np.all(np.diff(back.onset) == np.diff(back.onset)[0])
+
+
+def test_triplets_and_two_voices_written_exactly(tmp_path):
+    "Eighth-note triplets over a held bass note at 120 bpm: triplet beats, a second voice, every time exact"
+    melody = [(32 * k, 72 + k % 5, 32) for k in range(12)]            # triplet eighths (32 ticks at 120 bpm)
+    bass = [(0, 40, 384)]                                             # a whole note under them
+    onset, pitch, duration = (np.array(c) for c in zip(*(melody + bass)))
+    notes = NoteTable(pitch=pitch, velocity=np.full(13, 95), onset=onset, duration=duration, instrument='guitar')
+    rep = write_gp5(notes, tmp_path / 'tri.gp5')
+    back = read_gp(tmp_path / 'tri.gp5')
+    assert rep['triplet_beats'] == 4 and rep['second_voice'] >= 1 and rep['tempo'] == 120 and rep['max_error_ticks'] == 0
+    assert sorted(zip(back.onset.tolist(), back.pitch.tolist(), back.duration.tolist())) == \
+        sorted(zip(onset.tolist(), pitch.tolist(), duration.tolist()))
+
+
+def test_reader_options_are_checked():
+    "Issue 18: an option neither reader takes is refused with the nearest known option; one reader's option is dropped"
+    with pytest.raises(SmidiError, match="unknown reader option 'trak' \\(did you mean 'track'\\?\\)"):
+        read_music(PGP / 'Effects.gp5', trak=1)
+    with pytest.raises(SmidiError, match='bend_range'): read_music_report(G2M / 'test_gp5.mid', bend_rang=2)
+    assert len(read_music(G2M / 'test_gp5.mid', track=1)) > 0  # `track` is a Guitar Pro option: MIDI ignores it

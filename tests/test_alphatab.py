@@ -15,7 +15,8 @@ from smidilab.core import NO_BEND
 from smidilab.guitarpro import read_gp_report, scan_gp
 from smidilab.tablature import write_gp5
 from conftest import LOGS
-from test_guitarpro import SCORES, EXPECTED_FAILURES, write_structures
+from test_guitarpro import SCORES, EXPECTED_FAILURES, write_structures, many_parts_text, triplets_over_a_bass
+from smidilab.codec import text_to_notes
 
 ALPHATAB = '1.8.4'
 HERE = Path(__file__).resolve().parent / 'alphatab'
@@ -73,7 +74,7 @@ def disagreements(path, theirs: dict) -> list[str]:
         ours = Counter(zip((notes.onset + report['leading_silence_ticks']).tolist(), notes.pitch.tolist()))
         plain = Counter((t, p) for t, p, f in rows if not f & GRACE)
         left, missing = ours - plain, plain - ours
-        for t, p, f in rows:  # alphaTab makes every grace note a 32nd: match by pitch within the beat before
+        for t, p, f in rows:  # alphaTab makes every grace note a 32nd: match by pitch within half a second before
             if f & GRACE:
                 near = [k for k in left if k[1] == p and t - notes.ticks_per_second // 2 <= k[0] <= t + 12]
                 if near: left[near[0]] -= 1; left = +left
@@ -98,7 +99,9 @@ def written(tmp_path_factory) -> list[Path]:
     for i, p in enumerate(sources):
         notes, _ = read_gp_report(p)
         if len(notes): write_gp5(notes, folder / f'{i:03d}_{p.stem}.gp5'); out.append(folder / f'{i:03d}_{p.stem}.gp5')
-    return out
+    write_gp5(text_to_notes(many_parts_text(), instrument='other'), folder / 'many_parts.gp5')  # tracks, voices
+    write_gp5(triplets_over_a_bass(), folder / 'triplets.gp5')
+    return out + [folder / 'many_parts.gp5', folder / 'triplets.gp5']
 
 
 @pytest.fixture(scope='module')

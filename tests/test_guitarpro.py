@@ -542,12 +542,17 @@ def test_hour_long_silences_cost_nothing(tmp_path):
     assert len(back) == 300 and np.all(np.diff(back.onset) == np.diff(back.onset)[0])
 
 
+def triplets_over_a_bass() -> NoteTable:
+    "Eighth-note triplets (32 ticks at 120 bpm) over a whole note"
+    melody = [(32 * k, 72 + k % 5, 32) for k in range(12)]
+    onset, pitch, duration = (np.array(c) for c in zip(*(melody + [(0, 40, 384)])))
+    return NoteTable(pitch=pitch, velocity=np.full(13, 95), onset=onset, duration=duration, instrument='guitar')
+
+
 def test_triplets_and_two_voices_written_exactly(tmp_path):
     "Eighth-note triplets over a held bass note at 120 bpm: triplet beats, a second voice, every time exact"
-    melody = [(32 * k, 72 + k % 5, 32) for k in range(12)]            # triplet eighths (32 ticks at 120 bpm)
-    bass = [(0, 40, 384)]                                             # a whole note under them
-    onset, pitch, duration = (np.array(c) for c in zip(*(melody + bass)))
-    notes = NoteTable(pitch=pitch, velocity=np.full(13, 95), onset=onset, duration=duration, instrument='guitar')
+    notes = triplets_over_a_bass()
+    onset, pitch, duration = notes.onset, notes.pitch, notes.duration
     rep = write_gp5(notes, tmp_path / 'tri.gp5')
     back = read_gp(tmp_path / 'tri.gp5')
     assert rep['triplet_beats'] == 4 and rep['second_voice'] >= 1 and rep['tempo'] == 120 and rep['max_error_ticks'] == 0

@@ -157,7 +157,7 @@ def build_completion(notes_text: str, tokenizer=None) -> str:
     return notes_text if tokenizer is not None and _has_chat_template(tokenizer) else ' ' + notes_text
 
 # %% ../nbs/11_dataset.ipynb #50ba4b85
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: Guitar Pro bends past the range are clipped to it (the prompt states one fixed range)
 
 def _cache_name(path, ticks_per_second, bend_range) -> str:
     h = hashlib.sha1(Path(path).read_bytes())
@@ -169,7 +169,7 @@ def encode_file(path, ticks_per_second: int = 192, bend_range: float = 4.0, cach
     cached = Path(cache_dir)/_cache_name(path, ticks_per_second, bend_range) if cache_dir else None
     if cached and cached.exists(): return notes_from_dict(json.loads(cached.read_text()))
     from smidilab.guitarpro import read_music
-    notes = read_music(path, ticks_per_second=ticks_per_second, bend_range=bend_range)
+    notes = read_music(path, ticks_per_second=ticks_per_second, bend_range=bend_range, fit_bend_range=False)
     if not len(notes): raise InputFileError(path, 'no notes')
     if cached: atomic_write(cached, json.dumps(notes_to_dict(notes), separators=(',', ':')))  # compact: it is big
     return notes

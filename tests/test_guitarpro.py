@@ -1,14 +1,15 @@
 "Guitar Pro fixtures: every file converts or fails with a named reason; counts, bends and timing checked against the score."
-from collections import defaultdict
+import tempfile
+from collections import Counter, defaultdict
 from fractions import Fraction
 from pathlib import Path
 import guitarpro as gp
 import mido
 import numpy as np
 import pytest
-from smidilab.core import NoteTable, InputFileError, convert_one, with_columns, NO_BEND
+from smidilab.core import NoteTable, InputFileError, SmidiError, convert_one, with_columns, take, NO_BEND
 from smidilab.codec import notes_to_text, text_to_notes, dequantize_bend
-from smidilab.guitarpro import read_gp, read_gp_report, read_music, read_music_report, open_gp, track_summaries
+from smidilab.guitarpro import read_gp, read_gp_report, read_music, read_music_report, open_gp, track_summaries, scan_gp
 from smidilab.tablature import write_gp5
 from conftest import FIXTURES, LOGS, need
 
@@ -63,6 +64,168 @@ def test_unknown_extension_and_missing_file(tmp_path):
     with pytest.raises(InputFileError, match='no such file'): read_music(tmp_path / 'missing.gp5')
 
 
+# --- the lean reader against pyguitarpro's objects --------------------------------------------------------------------
+
+def pyguitarpro_beats(measure, gp3_or_4: bool) -> list:
+    "Beats of a pyguitarpro measure as (start in measure, ticks, status, notes, whammy points, tempo), voices merged"
+    rows, (first, second) = [], measure.voices  # an empty beat of the second voice (GP5's filler) carries nothing
+    for b in sorted(first.beats + [b for b in second.beats if b.status.value or b.notes], key=lambda b: b.start):
+        notes = []
+        for n in b.notes:
+            g = n.effect.grace
+            # pyguitarpro 0.11 swaps the GP3/GP4 grace bytes: its `transition` holds the duration code
+            ticks = (960 * 4 // (1 << (7 - g.transition.value)) if gp3_or_4 else g.durationTime) if g else None
+            notes.append((n.string, n.type.value, n.value, n.velocity,
+                          tuple((q.position, q.value) for q in n.effect.bend.points) if n.effect.isBend else None,
+                          (g.velocity, ticks, g.isDead, g.isOnBeat) if g else None))
+        bar = b.effect.tremoloBar
+        mix = b.effect.mixTableChange
+        rows.append((b.start - measure.start, b.duration.time, b.status.value, notes,
+                     tuple((q.position, q.value) for q in bar.points) if bar is not None and bar.points else None,
+                     mix.tempo.value if mix is not None and mix.tempo is not None else None))
+    return rows
+
+
+def lean_beats(beats: list) -> list:
+    return [(b.start, b.duration, b.status, [(n.string, n.kind, n.fret, n.velocity, n.bend,
+             (n.grace[1], n.grace[2], n.grace[3], n.grace[4]) if n.grace else None) for n in b.notes], b.tremolo, b.tempo)
+            for b in beats]
+
+
+@pytest.mark.parametrize('path', READABLE, ids=[p.name for p in READABLE])
+def test_lean_reader_equals_pyguitarpro(path):
+    "Our measures reader gives pyguitarpro's beats and notes (headers and tracks are pyguitarpro's own reading)"
+    song, score = gp.parse(str(path)), scan_gp(path)
+    assert len(score.beats) == len(song.tracks) and track_summaries(score) == track_summaries(song)
+    for t, track in enumerate(song.tracks):
+        for m, measure in enumerate(track.measures):
+            assert lean_beats(score.beats[t][m]) == pyguitarpro_beats(measure, song.versionTuple[0] < 5), (t, m)
+
+
+# --- scores written with pyguitarpro, each holding one structure -------------------------------------------------
+
+def gp_song(measures: list, headers: dict = {}, tempo: int = 120) -> gp.Song:
+    "One track in standard tuning; `measures` = [[(value, notes)]] with notes (string, fret) or gp.Note factories"
+    song = gp.Song(tempo=tempo)
+    track = song.tracks[0]
+    song.measureHeaders, track.measures = [], []
+    for k, beats in enumerate(measures):
+        header = gp.MeasureHeader(number=k + 1, **headers.get(k, {}))
+        song.addMeasureHeader(header); track.measures.append(gp.Measure(track, header))
+        voice = track.measures[-1].voices[0]
+        for value, notes in beats:
+            beat = gp.Beat(voice, duration=gp.Duration(value=value), status=gp.BeatStatus.normal if notes else gp.BeatStatus.rest)
+            beat.notes = [gp.Note(beat, value=n[1], string=n[0], type=gp.NoteType.normal) if isinstance(n, tuple) else n(beat)
+                          for n in notes]
+            voice.beats.append(beat)
+    return song
+
+
+def quarter(fret, string=1): return (4, [(string, fret)])
+def tied(fret): return lambda beat: gp.Note(beat, value=fret, string=1, type=gp.NoteType.tie)
+
+
+def graced(main, fret, value, swapped=False, kind=gp.NoteType.normal, on_beat=False):
+    "A note factory: `main` on string 1 after a grace note `fret` lasting 1/`value`; `swapped` writes GP3/GP4 bytes in Guitar Pro's order"
+    grace = gp.GraceEffect(fret=fret, duration=value, isOnBeat=on_beat)
+    if swapped: grace = gp.GraceEffect(fret=fret, duration=128, transition=gp.GraceEffectTransition(8 - value.bit_length()))
+    return lambda beat: gp.Note(beat, value=main, string=1, type=kind, effect=gp.NoteEffect(grace=grace))
+
+
+def bent(fret, points):
+    return lambda beat: gp.Note(beat, value=fret, string=1, type=gp.NoteType.normal, effect=gp.NoteEffect(bend=gp.BendEffect(
+        type=gp.BendType.bend, value=25 * max(v for _, v in points), points=[gp.BendPoint(p, v) for p, v in points])))
+
+
+def _grace_bar(swapped):
+    return [[quarter(5), (4, [graced(7, 5, 16, swapped)]), (4, [graced(9, 7, 32, swapped)]), quarter(10)]]
+
+
+STRUCTURES = {  # file name -> (version, measures, headers)
+    # the issue's example: a repeat over measures 1-4 played 4 times, ending "1, 3" on measure 2, ending 2 on 3-4
+    'endings.gp5': ((5, 1, 0), [[quarter(m)] * 4 for m in range(5)],
+                    {0: {'isRepeatOpen': True}, 1: {'repeatAlternative': 0b101}, 2: {'repeatAlternative': 0b10},
+                     3: {'repeatClose': 3}}),
+    'tie_after_gap.gp5': ((5, 1, 0), [[quarter(5), (4, []), (4, []), (4, [tied(5)])], [(1, [])],
+                                      [(4, [tied(5)]), quarter(7), (4, [tied(7)]), quarter(8)]], {}),
+    'dead_grace.gp5': ((5, 1, 0), [[quarter(3), (4, [graced(0, 2, 32, kind=gp.NoteType.dead)]), quarter(4), quarter(5)]], {}),
+    'start_grace.gp5': ((5, 1, 0), [[(4, [graced(5, 3, 32)]), quarter(6), quarter(7), quarter(8)]], {}),
+    'graces.gp3': ((3, 0, 0), _grace_bar(True), {}),
+    'graces.gp4': ((4, 0, 0), _grace_bar(True), {}),
+    'graces.gp5': ((5, 1, 0), _grace_bar(False), {}),
+    'wide_bends.gp5': ((5, 1, 0), [[(4, [bent(5, [(0, 0), (6, 12), (12, 12)])]), quarter(6),
+                                    (4, [bent(7, [(0, 0), (12, 28)])]), quarter(8)]], {}),
+}
+
+
+def write_structures(folder: Path) -> dict:
+    "Every file of STRUCTURES written under `folder`, by name"
+    for name, (version, measures, headers) in STRUCTURES.items():
+        gp.write(gp_song(measures, headers), str(folder / name), version=version)
+    return {name: folder / name for name in STRUCTURES}
+
+
+@pytest.fixture(scope='module')
+def structures(tmp_path_factory):
+    return write_structures(tmp_path_factory.mktemp('structures'))
+
+
+def onsets_pitches(notes) -> list:
+    return list(zip(notes.onset.tolist(), notes.pitch.tolist()))
+
+
+def test_alternate_ending_runs_until_the_next_one(structures):
+    # measure m holds four quarters of fret m; played order (alphaTab's unit test): 0 1 0 2 3 0 1 0 4
+    notes = read_gp(structures['endings.gp5'])
+    assert notes.pitch.tolist() == [64 + m for m in (0, 1, 0, 2, 3, 0, 1, 0, 4) for _ in range(4)]
+    assert notes.onset.tolist() == list(range(0, 36 * 96, 96))
+
+
+def test_tie_after_a_gap_is_a_note(structures):
+    notes, rep = read_gp_report(structures['tie_after_gap.gp5'])
+    assert list(zip(notes.onset.tolist(), notes.pitch.tolist(), notes.duration.tolist())) == \
+        [(0, 69, 96), (288, 69, 96), (768, 69, 96), (864, 71, 192), (1056, 72, 96)]
+    assert notes.duration.max() == 192  # never a note stretched over the rests
+    assert (rep['counts']['ties_after_gap'], rep['counts']['ties_merged']) == (2, 1)
+
+
+def test_grace_of_a_dead_note_is_played(structures):
+    notes, rep = read_gp_report(structures['dead_grace.gp5'])
+    assert onsets_pitches(notes) == [(0, 67), (96 - 12, 64 + 2), (192, 68), (288, 69)]
+    assert rep['counts']['dead_notes'] == 1
+
+
+def test_grace_before_the_first_beat_comes_first(structures):
+    notes, rep = read_gp_report(structures['start_grace.gp5'])
+    assert onsets_pitches(notes)[:3] == [(0, 67), (12, 69), (108, 70)]  # the main note a 32nd later, not together
+    assert rep['leading_silence_ticks'] == -12
+
+
+@pytest.mark.parametrize('version', ['gp3', 'gp4', 'gp5'])
+def test_grace_durations_as_written(structures, version):
+    # a 16th (24 ticks at 120 bpm) and a 32nd (12 ticks) grace note before beats 2 and 3; pyguitarpro 0.11 reads
+    # the GP3/GP4 ones 4x too short (it takes the transition byte for the duration)
+    notes = read_gp(structures[f'graces.{version}'])
+    assert list(zip(notes.onset.tolist(), notes.pitch.tolist(), notes.duration.tolist())) == \
+        [(0, 69, 72), (72, 69, 24), (96, 71, 84), (180, 71, 12), (192, 73, 96), (288, 74, 96)]
+
+
+def test_pyguitarpro_misreads_gp3_grace_durations(structures):
+    "The upstream bug our reader works around: pyguitarpro reads the two grace bytes of GP3/GP4 swapped"
+    upstream = [open_gp(structures[f'graces.{v}']).tracks[0].measures[0].voices[0].beats[1].notes[0].effect.grace
+                for v in ('gp3', 'gp5')]
+    assert [g.duration for g in upstream] == [128, 16]
+
+
+def test_bends_beyond_the_range_raise_it(structures):
+    notes, rep = read_gp_report(structures['wide_bends.gp5'])
+    assert (notes.bend_range, rep['bend_range_raised'], rep['bend_values_clipped']) == (24, {'from': 4.0, 'to': 24}, 0)
+    semis = (dequantize_bend(notes.bend[notes.bend != NO_BEND]) - 8192) / 8192 * notes.bend_range
+    assert semis.tolist() == pytest.approx([6, 14], abs=1.5)  # one step of the coarse outer scale at ±24
+    clipped, rep = read_gp_report(structures['wide_bends.gp5'], fit_bend_range=False)
+    assert clipped.bend_range == 4.0 and rep['bend_values_clipped'] > 0 and set(clipped.bend.tolist()) == {NO_BEND, 45}
+
+
 # --- note counts against an independent walk of the score ----------------------------------------------------------
 
 def score_note_count(track: gp.Track) -> int:
@@ -97,13 +260,14 @@ def score_note_count_in(track: gp.Track, measures: list[int]) -> int:
 
 
 def test_repeats_unrolled_in_playing_order():
-    # test_gp4: measures 20-23 repeat once, 22 is the first ending and 24 the second -> 20 21 22 23 20 21 23 24
+    # test_gp4: measures 20-23 repeat once; ending 1 is marked on 22 and runs over 23 (the closing), ending 2 is 24.
+    # alphaTab plays 20 21 22 23 20 21 24: the second pass skips 22 and 23 (the old reading replayed 23)
     path = need(G2M / 'test_gp4.gp4')
     track = gp.parse(str(path)).tracks[0]
     written = read_gp(path, track=1, unroll_repeats=False)
     unrolled = read_gp(path, track=1)
-    assert score_note_count_in(track, [21]) > 0  # the first ending has notes: skipping it on the 2nd pass matters
-    assert len(unrolled) - len(written) == score_note_count_in(track, [19, 20, 22])
+    assert score_note_count_in(track, [22]) > 0  # the closing measure has notes: skipping it on the 2nd pass matters
+    assert len(unrolled) - len(written) == score_note_count_in(track, [19, 20])
 
 
 def test_auto_never_mixes_bass_and_guitar():
@@ -206,20 +370,31 @@ def test_gp2midi_same_pitches_and_onsets():
     assert sorted(set(ours_by_track[2].bend.tolist())) == [NO_BEND, 38]
 
 
-def test_gp2midi_differences_listed():
-    "The differences between our reading and the tool's MIDI are written to tests/logs for inspection"
+def same_pitch_overlaps(notes) -> int:
+    "Notes that start while an earlier note of the same pitch still sounds"
+    count = 0
+    for p in np.unique(notes.pitch):
+        i = np.flatnonzero(notes.pitch == p)
+        on, off = notes.onset[i], notes.onset[i] + notes.duration[i]
+        order = np.argsort(on, kind='stable')
+        count += int((on[order][1:] < np.maximum.accumulate(off[order])[:-1]).sum())
+    return count
+
+
+def test_gp2midi_overlaps_where_we_end_notes():
+    "The tool lets notes of overfull measures ring under the next note on their string; we end them, so none overlap"
+    from smidilab.midi import read_midi
     mf = mido.MidiFile(str(need(G2M / 'test_gp5.mid')))
+    ours, report = read_gp_report(G2M / 'test_gp5.gp5', track=2)
+    theirs = read_midi(G2M / 'test_gp5.mid')
+    theirs = take(theirs, np.flatnonzero(np.isin(theirs.pitch, ours.pitch)))
+    assert report['counts']['cut_by_next_note_on_string'] > 0 and same_pitch_overlaps(ours) == 0
     cc = [(m.channel, m.control, m.value) for tr in mf.tracks for m in tr if m.type == 'control_change']
-    pan_hard_right = sum(c == 10 and v == 127 for _, c, v in cc)
-    resets = sum(m.type == 'pitchwheel' and m.pitch == -128 for tr in mf.tracks for m in tr)
-    report = read_gp_report(G2M / 'test_gp5.gp5', track=2)[1]
     _log('gp2midi_differences', '\n'.join([
         f'full bends rendered at {max(_bend_peaks(mf)):.3f} semitones instead of 2 (6.25 % flat)',
-        f'{pan_hard_right} CC10=127 (pan hard right) sent where CC100=127 (RPN null) was meant',
-        f'{resets} pitch-wheel resets to -128 instead of 0 (channel left 0.09 semitone flat)',
-        f"{report['counts'].get('cut_by_next_note_on_string', 0)} notes of overfull measures overlap the next note "
-        'of their string (same pitch on one channel: ambiguous note-offs)']))
-    assert pan_hard_right > 0 and resets > 0
+        f"{sum(c == 10 and v == 127 for _, c, v in cc)} CC10=127 (pan hard right) sent where CC100=127 (RPN null) was meant",
+        f"{report['counts']['cut_by_next_note_on_string']} notes of overfull measures overlap the next note of their string "
+        f'in the tool\'s MIDI ({same_pitch_overlaps(theirs)} same-pitch overlaps there, none in ours)']))
 
 
 # --- writing tablature ----------------------------------------------------------------------------------------------
@@ -285,17 +460,17 @@ def random_guitar(seed: int, n: int = 120) -> NoteTable:
 
 @pytest.mark.parametrize('seed', range(4))
 def test_write_gp5_reopens_with_same_notes(tmp_path, seed):
+    "Random chords of up to ~10 notes: a second track takes what six strings cannot; nothing is dropped"
     notes = random_guitar(seed)
     rep = write_gp5(notes, tmp_path / 'g.gp5')
     song = gp.parse(str(tmp_path / 'g.gp5'))  # pyguitarpro itself reopens it
-    assert sum(n.type == gp.NoteType.normal for m in song.tracks[0].measures for v in m.voices for b in v.beats
-               for n in b.notes) == rep['notes']
-    back = read_gp(tmp_path / 'g.gp5')
-    kept = len(notes) - rep['dropped']
-    assert len(back) == kept and rep['tempo'] == 120 and rep['max_error_ticks'] == 0
-    if rep['dropped'] == 0:
-        orig = sorted(zip(notes.onset.tolist(), notes.pitch.tolist(), notes.bend.tolist()))
-        assert sorted(zip(back.onset.tolist(), back.pitch.tolist(), back.bend.tolist())) == orig
+    assert sum(n.type == gp.NoteType.normal for t in song.tracks for m in t.measures for v in m.voices for b in v.beats
+               for n in b.notes) == rep['notes'] == len(notes)
+    assert rep['dropped'] == 0 and rep['dropped_notes'] == [] and sum(t['notes'] for t in rep['tracks']) == len(notes)
+    back = read_gp(tmp_path / 'g.gp5', track='all')
+    assert len(back) == len(notes) and rep['tempo'] == 120 and rep['max_error_ticks'] == 0
+    orig = sorted(zip((notes.onset - notes.onset.min()).tolist(), notes.pitch.tolist(), notes.bend.tolist()))
+    assert sorted(zip(back.onset.tolist(), back.pitch.tolist(), back.bend.tolist())) == orig  # a table starts at its first note
 
 
 def test_write_gp5_refuses_to_overwrite(tmp_path):
@@ -303,3 +478,91 @@ def test_write_gp5_refuses_to_overwrite(tmp_path):
     write_gp5(notes, tmp_path / 'g.gp5')
     with pytest.raises(FileExistsError): write_gp5(notes, tmp_path / 'g.gp5')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['g.gp5']
+
+
+# --- writing tablature: layout, tracks, voices, and never a silent drop ----------------------------------------------
+
+SOURCES = [('test_gp3.gp3', 'auto'), ('test_gp4.gp4', 'auto'), ('test_gp5.gp5', 'auto'), ('test_gp5.gp5', 1),
+           ('Effects.gp5', 'auto'), ('Repeat.gp5', 'auto'), ('Tie.gp5', 'auto')]
+
+
+@pytest.mark.parametrize('name,track', SOURCES, ids=[f'{n}-{t}' for n, t in SOURCES])
+def test_gp5_round_trip_exact_with_the_readers_metre_and_tempo(tmp_path, name, track):
+    "Written with the time signatures and tempo changes its reading reported, a score reads back note for note"
+    path = need(G2M / name if (G2M / name).exists() else PGP / name)
+    notes, rep = read_gp_report(path, track=track)
+    w = write_gp5(notes, tmp_path / 'a.gp5', metre=rep['time_signatures'], tempo=rep['tempo_changes'])
+    back, rep2 = read_gp_report(tmp_path / 'a.gp5', track='all')
+    assert w['dropped'] == 0 and w['max_error_ticks'] < 0.5
+    assert sorted(zip(back.onset.tolist(), back.pitch.tolist(), back.bend.tolist())) == \
+        sorted(zip(notes.onset.tolist(), notes.pitch.tolist(), notes.bend.tolist()))
+    assert [t['bpm'] for t in rep2['tempo_changes']] == [t['bpm'] for t in rep['tempo_changes']]
+
+
+def many_parts_text() -> str:
+    "4,000+ notes: the four parts of test_gp3 (bass and guitars, with bends) then a Bach chorale two octaves up"
+    import music21
+    from smidilab.core import concat_notes, canonical
+    from smidilab.midi import read_midi
+    parts = read_gp(need(G2M / 'test_gp3.gp3'), track='all')
+    with tempfile.TemporaryDirectory() as d:
+        chorale = read_midi(music21.corpus.parse('bach/bwv66.6').write('midi', fp=Path(d) / 'c.mid'))
+    later = with_columns(chorale, pitch=chorale.pitch + 24, onset=chorale.onset + parts.end + 96, end=chorale.end + parts.end + 96)
+    return notes_to_text(canonical(concat_notes([parts, later])))
+
+
+def test_many_parts_every_note_kept_or_named(tmp_path):
+    notes = text_to_notes(many_parts_text(), instrument='other')
+    rep = write_gp5(notes, tmp_path / 'many.gp5')
+    back = read_gp(tmp_path / 'many.gp5', track='all')
+    assert len(notes) > 3000 and rep['dropped'] == len(rep['dropped_notes']) and len(rep['tracks']) >= 3
+    assert len(back) == rep['notes'] == len(notes) - rep['dropped'] and rep['second_voice'] > 0
+    missing = Counter(notes.pitch.tolist()) - Counter(back.pitch.tolist())
+    assert missing == Counter(d['pitch'] for d in rep['dropped_notes'])
+    assert rep['max_error_ticks'] <= 2
+
+
+def test_too_many_simultaneous_notes_are_named(tmp_path):
+    "30 E4s at once (the one pitch all six strings reach): four guitars hold 24, the other 6 are named with the reason"
+    pitch = np.full(30, 64)
+    notes = NoteTable(pitch=pitch, velocity=np.full(30, 95), onset=np.zeros(30), duration=np.full(30, 96), instrument='guitar')
+    rep = write_gp5(notes, tmp_path / 'wall.gp5')
+    assert (rep['notes'], rep['dropped'], len(rep['tracks'])) == (24, 6, 4)
+    assert all(d['reason'].startswith('more than 4 standard tracks') and d['onset'] == 0 for d in rep['dropped_notes'])
+    assert len(read_gp(tmp_path / 'wall.gp5', track='all')) == 24
+
+
+def test_hour_long_silences_cost_nothing(tmp_path):
+    "Issue 20: 6 KB of text with one-hour gaps took 28 s and 1.5 GB; gaps are cut to 32 bars and reported"
+    notes = text_to_notes(' '.join(f'p{60 + i % 12}:v80:d96:t691200' for i in range(300)), instrument='guitar')
+    rep = write_gp5(notes, tmp_path / 'sparse.gp5')
+    assert rep['notes'] == 300 and len(rep['silences_cut']) == 299 and rep['measures'] <= 300 * 33
+    assert all(c['ticks'] > 600000 for c in rep['silences_cut'])
+    back = read_gp(tmp_path / 'sparse.gp5')
+    assert len(back) == 300 and np.all(np.diff(back.onset) == np.diff(back.onset)[0])
+
+
+def triplets_over_a_bass() -> NoteTable:
+    "Eighth-note triplets (32 ticks at 120 bpm) over a whole note"
+    melody = [(32 * k, 72 + k % 5, 32) for k in range(12)]
+    onset, pitch, duration = (np.array(c) for c in zip(*(melody + [(0, 40, 384)])))
+    return NoteTable(pitch=pitch, velocity=np.full(13, 95), onset=onset, duration=duration, instrument='guitar')
+
+
+def test_triplets_and_two_voices_written_exactly(tmp_path):
+    "Eighth-note triplets over a held bass note at 120 bpm: triplet beats, a second voice, every time exact"
+    notes = triplets_over_a_bass()
+    onset, pitch, duration = notes.onset, notes.pitch, notes.duration
+    rep = write_gp5(notes, tmp_path / 'tri.gp5')
+    back = read_gp(tmp_path / 'tri.gp5')
+    assert rep['triplet_beats'] == 4 and rep['second_voice'] >= 1 and rep['tempo'] == 120 and rep['max_error_ticks'] == 0
+    assert sorted(zip(back.onset.tolist(), back.pitch.tolist(), back.duration.tolist())) == \
+        sorted(zip(onset.tolist(), pitch.tolist(), duration.tolist()))
+
+
+def test_reader_options_are_checked():
+    "Issue 18: an option neither reader takes is refused with the nearest known option; one reader's option is dropped"
+    with pytest.raises(SmidiError, match="unknown reader option 'trak' \\(did you mean 'track'\\?\\)"):
+        read_music(PGP / 'Effects.gp5', trak=1)
+    with pytest.raises(SmidiError, match='bend_range'): read_music_report(G2M / 'test_gp5.mid', bend_rang=2)
+    assert len(read_music(G2M / 'test_gp5.mid', track=1)) > 0  # `track` is a Guitar Pro option: MIDI ignores it

@@ -4,10 +4,9 @@
 
 # %% ../nbs/06_augment.ipynb #988cf555
 from __future__ import annotations
-from dataclasses import replace
 from fractions import Fraction
 import numpy as np
-from .core import NoteTable, SmidiError, canonical, check_notes, take, with_columns
+from .core import NoteTable, SmidiError, check_notes, take, with_columns
 
 # %% auto #0
 __all__ = ['PLAYABLE', 'transpose', 'allowed_shifts', 'choose_transpositions', 'section_boundaries', 'choose_section',

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses, difflib, json, multiprocessing, os, re, sys, tempfile, traceback
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 import numpy as np

@@ -388,7 +388,6 @@ def figure_style():
 def save_figure(fig: Figure, path, # figure, and its path without or with a suffix
                 formats: Sequence[str] = ('png', 'svg')) -> list[Path]:
     "Write `fig` once per format, atomically and without run-dependent metadata; the paths written"
-    from smidilab.core import atomic_path
     out = []
     for fmt in formats:
         target = Path(path).with_suffix('.' + fmt)

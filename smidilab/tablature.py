@@ -6,7 +6,6 @@
 from __future__ import annotations
 import bisect, functools, itertools, math
 from dataclasses import dataclass, field
-from fractions import Fraction
 import numpy as np
 import guitarpro as gp
 from .core import NoteTable, SmidiError, atomic_path, NO_BEND, DEFAULT_BEND_RANGE

@@ -26,7 +26,7 @@ __all__ = ['SCALES', 'LOG2_BINS', 'FEATURE_BINS', 'FEATURE_UNITS', 'GENERATION_E
            'window_hashes', 'symbol_ids', 'longest_common_runs', 'generation_files', 'parse_options', 'read_generated',
            'read_generation', 'write_demo_inputs', 'source_file', 'source_metres', 'describe_set', 'set_summary',
            'compare_by_instrument', 'generation_summary', 'json_safe', 'plot_histograms', 'likelihood_rows',
-           'comparison_lines', 'report_markdown', 'write_report', 'evaluate']
+           'comparison_lines', 'metre_table', 'report_markdown', 'write_report', 'evaluate']
 
 # %% ../nbs/15_evaluate.ipynb #bb1e0cb4
 @dataclass
@@ -514,7 +514,7 @@ def _instrument_section(matched: dict, inst: str) -> list[str]:
 
 # %% ../nbs/15_evaluate.ipynb #83d4e5f6
 def _method_notes(m: dict) -> str:
-    c, assumed = m['config'], [s for s, v in m['metres'].items() if not v['from'].startswith('file')]
+    c = m['config']
     return (f"Method. Bits per note: the total −log₂ P of an answer's tokens and EOS given its training prompt, divided "
             f"by its notes; the number shown is the mean over pieces of each piece's bits per note, with a 95 % "
             f"percentile interval from {c['bootstrap']} resamples of the pieces; pooled = all bits over all notes. "
@@ -523,10 +523,15 @@ def _method_notes(m: dict) -> str:
             f"n-gram of order {c['ngram_order']} over whole notes that sees no prompt (weak). Music statistics follow "
             f"MusPy's definitions (polyphony rate: more than 2 pitches); silent beat rate and measure onset agreement "
             f"fix MusPy's boundary off-by-one and so carry other names; beats are quarter notes at each piece's tempo, "
-            f"measures its metre ({len(m['metres']) - len(assumed)} of {len(m['metres'])} reference pieces from their "
-            f"files; assumed {c['tempo_bpm']:g} bpm, {c['beats_per_measure']:g} beats per measure for the rest). "
-            f"pitch_in_scale_rate is for C major (A minor); scale_consistency takes the best of 24 keys. The longest "
-            f"training copy counts notes in a row that also occur, identically, in one training answer.")
+            f"measures its metre (the table above; where a piece's file is unknown, {c['tempo_bpm']:g} bpm and "
+            f"{c['beats_per_measure']:g} beats per measure are assumed). pitch_in_scale_rate is for C major (A minor); "
+            f"scale_consistency takes the best of 24 keys. The longest training copy counts notes in a row that also "
+            f"occur, identically, in one training answer.")
+
+def metre_table(metres: dict) -> str:
+    "The tempo and metre of each reference piece, and where they came from"
+    rows = [[s or '(no source)', m['bpm'], m['beats_per_measure'], m['from']] for s, m in metres.items()]
+    return markdown_table(['piece', 'bpm', 'beats per measure', 'from'], rows, [None, '{:g}', '{:g}', None])
 
 # %% ../nbs/15_evaluate.ipynb #84e5f6a7
 def report_markdown(m: dict) -> str:
@@ -554,6 +559,7 @@ def report_markdown(m: dict) -> str:
                               v['longest_copy_max'], v['repetition_rate']] for k, v in sets.items()]),
              "## Music statistics per instrument, at matched length (means; distance: MGEval overlap distance to the reference, lower = closer)"]
     for inst in sorted({i for s in m['matched'].values() for i in s}): parts += _instrument_section(m['matched'], inst)
+    parts += ['### Beats and measures of the pieces', metre_table(m['metres'])]
     return '\n\n'.join(parts + [_method_notes(m)] + [f'![{f}](hist_{f}.png)' for f in FEATURE_BINS]) + '\n'
 
 # %% ../nbs/15_evaluate.ipynb #60243094

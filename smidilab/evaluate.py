@@ -22,7 +22,7 @@ __all__ = ['SCALES', 'LOG2_BINS', 'FEATURE_BINS', 'FEATURE_UNITS', 'GENERATION_E
            'pitch_in_scale_rate', 'scale_consistency', 'pitch_entropy', 'pitch_class_entropy', 'file_metre',
            'beat_ticks', 'silent_beat_rate', 'measure_onset_agreement', 'bend_statistics', 'piece_statistics',
            'note_features', 'histogram', 'overlap_distance', 'kl_divergence', 'mgeval_distance', 'set_histograms',
-           'compare_sets', 'cut_notes', 'matched_length', 'matched_sets', 'valid_share', 'repetition_rate',
+           'compare_sets', 'cut_notes', 'matched_length', 'long_enough', 'valid_share', 'repetition_rate',
            'window_hashes', 'symbol_ids', 'longest_common_runs', 'generation_files', 'parse_options', 'read_generated',
            'read_generation', 'write_demo_inputs', 'source_file', 'source_metres', 'describe_set', 'set_summary',
            'compare_by_instrument', 'generation_summary', 'json_safe', 'plot_histograms', 'likelihood_rows',
@@ -257,14 +257,13 @@ def cut_notes(notes: NoteTable, n: int) -> NoteTable:
     return c if n >= len(c) else take(c, np.arange(n), end=int(c.onset[n]))
 
 def matched_length(*lengths: Sequence[int]) -> int:
-    "The smaller of the median lengths of the sets (0 if a set is empty)"
-    return int(min((np.median(l) if len(l) else 0) for l in lengths))
+    "The smallest median length among the sets that have pieces (0 if none has)"
+    medians = [np.median(l) for l in lengths if len(l)]
+    return int(min(medians)) if medians else 0
 
-def matched_sets(reference: Sequence[NoteTable], generated: Sequence[NoteTable]) -> tuple[int, list, list]:
-    "The matched length L and the indices of each side's pieces with at least L notes"
-    length = matched_length([len(p) for p in reference], [len(p) for p in generated])
-    keep = lambda pieces: [i for i, p in enumerate(pieces) if length and len(p) >= length]
-    return length, keep(reference), keep(generated)
+def long_enough(pieces: Sequence[NoteTable], length: int) -> list[int]:
+    "Indices of the pieces with at least `length` notes (none for length 0)"
+    return [i for i, p in enumerate(pieces) if length and len(p) >= length]
 
 # %% ../nbs/15_evaluate.ipynb #074cc2a8
 def valid_share(report) -> float:
@@ -418,26 +417,25 @@ def set_summary(d: dict) -> dict:
             'statistics': {k: _mean(s[k] for s in stats) for k in (stats[0] if stats else {})}}
 
 # %% ../nbs/15_evaluate.ipynb #79e5f6a7
-def _matched(ref: list, ref_metres: list, gen: list, gen_metres: list, cfg: EvalConfig) -> dict:
-    length, keep_ref, keep_gen = matched_sets(ref, gen)
-    stats = lambda ps, ms, keep: [piece_statistics(cut_notes(ps[i], length), ms[i], cfg.steps_per_beat) for i in keep]
-    r, g = stats(ref, ref_metres, keep_ref), stats(gen, gen_metres, keep_gen)
-    hists = [set_histograms([cut_notes(ps[i], length) for i in keep]) for ps, keep in ((ref, keep_ref), (gen, keep_gen))]
-    return {'length': length, 'reference_pieces': len(keep_ref), 'generated_pieces': len(keep_gen),
-            'left_out': {'reference': len(ref) - len(keep_ref), 'generated': len(gen) - len(keep_gen)},
-            **compare_sets(r, g, *hists)}
+def _matched(ref: tuple, gen: tuple, length: int, cfg: EvalConfig) -> dict:
+    "Statistics and distances of two (pieces, metres) sets cut to `length` notes, with the pieces compared"
+    keep = {k: long_enough(ps, length) for k, (ps, _) in (('reference', ref), ('generated', gen))}
+    cut = {k: [cut_notes(ps[i], length) for i in keep[k]] for k, (ps, _) in (('reference', ref), ('generated', gen))}
+    stats = {k: [piece_statistics(p, ms[i], cfg.steps_per_beat) for p, i in zip(cut[k], keep[k])]
+             for k, (_, ms) in (('reference', ref), ('generated', gen))}
+    return {'length': length, 'reference_pieces': len(keep['reference']), 'generated_pieces': len(keep['generated']),
+            'left_out': {'reference': len(ref[0]) - len(keep['reference']), 'generated': len(gen[0]) - len(keep['generated'])},
+            **compare_sets(stats['reference'], stats['generated'], set_histograms(cut['reference']), set_histograms(cut['generated']))}
 
 def compare_by_instrument(sets: dict, cfg: EvalConfig) -> dict:
-    "{generated set: {instrument: matched comparison with the reference}} from {name: (pieces, metres)}"
-    ref, ref_metres = sets['reference']
+    "{set: {instrument: matched comparison with the reference}} from {name: (pieces, metres)}, one length per instrument"
     out = {}
-    for name, (pieces, metres) in sets.items():
-        if name == 'reference': continue
-        for inst in sorted({p.instrument for p in ref}):
-            pick = lambda ps: [i for i, p in enumerate(ps) if p.instrument == inst]
-            r, g = pick(ref), pick(pieces)
-            out.setdefault(name, {})[inst] = _matched([ref[i] for i in r], [ref_metres[i] for i in r],
-                                                      [pieces[i] for i in g], [metres[i] for i in g], cfg)
+    for inst in sorted({p.instrument for p in sets['reference'][0]}):
+        of = {k: ([p for p in ps if p.instrument == inst], [m for p, m in zip(ps, ms) if p.instrument == inst])
+              for k, (ps, ms) in sets.items()}
+        length = matched_length(*[[len(p) for p in ps] for ps, _ in of.values()])
+        for name in of:
+            if name != 'reference': out.setdefault(name, {})[inst] = _matched(of['reference'], of[name], length, cfg)
     return out
 
 # %% ../nbs/15_evaluate.ipynb #7c18c9d0
@@ -505,10 +503,10 @@ def _stat_rows(matched: dict, inst: str) -> list:
 
 def _instrument_section(matched: dict, inst: str) -> list[str]:
     sets = [s for s in matched if inst in matched[s]]
-    counts = ', '.join(f"{s}: {matched[s][inst]['generated_pieces']} pieces (left out, shorter: {matched[s][inst]['left_out']['generated']})" for s in sets)
+    n = lambda m, k: f"{m[k + '_pieces']} of {m[k + '_pieces'] + m['left_out'][k]}"
     m = matched[sets[0]][inst]
-    head = (f"### {inst}: cut to {m['length']} notes; reference {m['reference_pieces']} answers (left out, shorter: "
-            f"{m['left_out']['reference']}); {counts}")
+    head = (f"### {inst}: every piece cut to its first {m['length']} notes; compared: reference {n(m, 'reference')}, "
+            + ', '.join(f"{s} {n(matched[s][inst], 'generated')}" for s in sets) + " (the others are shorter)")
     return [head, markdown_table(['metric', 'reference'] + [f'{s} {w}' for s in sets for w in ('mean', 'distance')],
                                  _stat_rows(matched, inst))]
 

@@ -194,7 +194,9 @@ def sample_ngram(model: dict, rng: np.random.Generator, max_notes: int = 128) ->
 # %% ../nbs/14_likelihood.ipynb #88e9bbb7
 class Backoff:
     "Witten-Bell smoothed counts of values in a chain of contexts, longest first"
-    def __init__(self, levels: int): self.counts, self.totals = [defaultdict(Counter) for _ in range(levels)], [Counter() for _ in range(levels)]
+    def __init__(self, levels: int):
+        self.counts = [defaultdict(Counter) for _ in range(levels)]  # per level: context -> values seen
+        self.totals = [Counter() for _ in range(levels)]               # per level: context -> observations
 
     def add(self, contexts: Sequence[tuple], x):
         "Count `x` once in each of its contexts"
@@ -274,7 +276,8 @@ def _components(model: dict, r: dict) -> list[np.ndarray]:
         if i >= len(r['before']):
             for k, (h, x) in enumerate(zip(ctx, vals)):
                 static = model['static'][k].prob(h, x, _base(model, k, x))
-                rows[k].append([static, cache[k].prob(h, x, static)] + ([_pitch_cache(pitches, note[0])] if k == 0 else []))
+                cached = [_pitch_cache(pitches, note[0])] if k == 0 else []  # pitch: the cache's absolute pitches too
+                rows[k].append([static, cache[k].prob(h, x, static)] + cached)
         learn(note, ctx, vals)
     return [np.array(rows[k], float).reshape(-1, 3 if k == 0 else 2) for k in range(5)]
 
@@ -475,8 +478,9 @@ def baseline_bits(train: list, validation: list, test: list, ngram_order: int = 
 
 def _comparisons(bits: dict, table: dict, notes, pieces, seed: int, n_boot: int) -> dict:
     best, out = best_baseline(table), {}
-    if 'finetuned' in bits and best: out['finetuned_minus_best_baseline'] = {'baseline': best} | paired_difference(bits['finetuned'], bits[best], notes, pieces, seed, n_boot)
-    if 'finetuned' in bits and 'base' in bits: out['finetuned_minus_base'] = paired_difference(bits['finetuned'], bits['base'], notes, pieces, seed, n_boot)
+    diff = lambda other: paired_difference(bits['finetuned'], bits[other], notes, pieces, seed, n_boot)
+    if 'finetuned' in bits and best: out['finetuned_minus_best_baseline'] = {'baseline': best} | diff(best)
+    if 'finetuned' in bits and 'base' in bits: out['finetuned_minus_base'] = diff('base')
     return out
 
 # %% ../nbs/14_likelihood.ipynb #0bcd27ff
@@ -488,10 +492,12 @@ def score_test_split(reference,                  # dataset folder data/NAME
                      progress: bool = True) -> dict:
     "Bits per note of the test answers under every model and baseline: the table, comparisons, per-answer bits, sample"
     ds, manifest = load_reference(reference)
-    dialect, splits = manifest.get('dialect') or 'paper', {s: ds[s].to_list() if s in ds else [] for s in ('train', 'validation', 'test')}
+    dialect = manifest.get('dialect') or 'paper'
+    splits = {s: ds[s].to_list() if s in ds else [] for s in ('train', 'validation', 'test')}
     chosen = [i for i in choose_answers(len(splits['test']), max_answers, seed) if splits['test'][i]['completion'].strip()]
     rows = [splits['test'][i] for i in chosen]
-    records = {s: [answer_record(r, dialect) for r in rs] for s, rs in (('train', splits['train']), ('validation', splits['validation']), ('test', rows))}
+    records = {s: [answer_record(r, dialect) for r in rs] for s, rs in splits.items() if s != 'test'}
+    records['test'] = [answer_record(r, dialect) for r in rows]
     bits = baseline_bits(records['train'], records['validation'], records['test'], ngram_order)
     lm, tokens = language_model_bits(models_to_score(model, generation) if rows else {}, [r['prompt'] for r in rows],
                                      [r['completion'] for r in rows], max_batch_tokens, progress)
@@ -500,7 +506,8 @@ def score_test_split(reference,                  # dataset folder data/NAME
     return {'table': table, 'comparisons': _comparisons(bits, table, notes, pieces, seed, n_boot),
             'answers': [{'index': i, 'piece': p, 'notes': n} | {k: float(v[j]) for k, v in bits.items()}
                         for j, (i, p, n) in enumerate(zip(chosen, pieces, notes))],
-            'sample': {'test_answers': len(splits['test']), 'scored': len(rows), 'seed': seed if len(rows) < len(splits['test']) else None}}
+            'sample': {'test_answers': len(splits['test']), 'scored': len(rows),
+                       'seed': seed if len(rows) < len(splits['test']) else None}}
 
 # %% ../nbs/14_likelihood.ipynb #d419adc4
 def plot_bits_per_note(table: dict, title: str = 'bits per note on the test answers (lower is better)'):
@@ -512,7 +519,9 @@ def plot_bits_per_note(table: dict, title: str = 'bits per note on the test answ
     means = [table[k]['bits_per_note'] for k in names]
     cis = [table[k]['ci95'] or (m, m) for k, m in zip(names, means)]
     err = np.array([[m - lo for (lo, _), m in zip(cis, means)], [hi - m for (_, hi), m in zip(cis, means)]]).reshape(2, -1)
-    ax.barh(range(len(names)), means, xerr=err, color=['tab:orange' if k in BASELINES else 'tab:blue' for k in names], capsize=3)
-    ax.set_yticks(range(len(names)), [f"{k} ({table[k]['answers']} answers, {table[k]['pieces']} pieces)" for k in names], fontsize=8)
+    colours = ['tab:orange' if k in BASELINES else 'tab:blue' for k in names]
+    ax.barh(range(len(names)), means, xerr=err, color=colours, capsize=3)
+    labels = [f"{k} ({table[k]['answers']} answers, {table[k]['pieces']} pieces)" for k in names]
+    ax.set_yticks(range(len(names)), labels, fontsize=8)
     ax.invert_yaxis(); ax.set(xlabel='bits per note (mean over pieces, 95 % piece-bootstrap interval)', title=title)
     return fig

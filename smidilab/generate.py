@@ -5,14 +5,15 @@
 # %% ../nbs/13_generate.ipynb #c7d2c0f0
 from __future__ import annotations
 import json, math, re, time
-from dataclasses import dataclass, asdict, fields, replace
+from dataclasses import dataclass, asdict, replace
 from functools import lru_cache
 from pathlib import Path
 import numpy as np
 import torch
+from fastcore.basics import patch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
-from .core import (NoteTable, SmidiError, MAX_BEND, NO_BEND, DEFAULT_TICKS_PER_SECOND, DEFAULT_BEND_RANGE,
-                           take, with_columns, write_json, atomic_write, atomic_path, config_from_dict)
+from .core import (NoteTable, MAX_BEND, NO_BEND, DEFAULT_TICKS_PER_SECOND, DEFAULT_BEND_RANGE,
+                           take, with_columns, write_json, atomic_write, config_from_dict)
 from .codec import notes_to_text, text_to_notes, parse_text
 from .guitarpro import read_music
 from .export import export_notes
@@ -20,11 +21,12 @@ from .dataset import system_prompt_for, build_prompt
 from .train import TrainConfig, load_run, load_base, base_config, base_tokenizer
 
 # %% auto #0
-__all__ = ['FIELDS', 'DIGITS', 'INSTRUMENT_PITCHES', 'START', 'START_SPACE', 'SEP', 'ALPHABET', 'RUN_DEFAULTS', 'RUN_KEYS',
-           'GenerateConfig', 'NoteGrammar', 'grammar_step', 'is_note_end', 'run_grammar', 'accepts', 'TokenStrings',
-           'token_strings', 'Moves', 'state_moves', 'Voices', 'NoteConstraint', 'Generator', 'load_generator',
-           'prompt_for', 'file_prompt_notes', 'notes_prompt_text', 'dataset_prompts', 'grammar_for', 'sample',
-           'sample_notes', 'sample_formats', 'write_sample', 'prompts_for', 'generate']
+__all__ = ['FIELDS', 'DIGITS', 'INSTRUMENT_PITCHES', 'START', 'START_SPACE', 'ALPHABET', 'RUN_DEFAULTS', 'RUN_KEYS',
+           'GenerateConfig', 'NoteGrammar', 'grammar_step', 'is_note_end', 'run_grammar', 'accepts', 'whole_notes',
+           'number_ebnf', 'grammar_ebnf', 'TokenStrings', 'token_strings', 'Moves', 'state_moves', 'Voices',
+           'NoteConstraint', 'Generator', 'load_generator', 'prompt_for', 'file_prompt_notes', 'writes_bends',
+           'notes_prompt_text', 'dataset_prompts', 'grammar_for', 'sample', 'sample_notes', 'sample_formats',
+           'write_sample', 'prompts_for', 'generate']
 
 # %% ../nbs/13_generate.ipynb #21a79cd8
 @dataclass
@@ -105,29 +107,49 @@ def _viable(v: int, lo: int, hi: int) -> bool:
         scale *= 10
     return False
 
-START, START_SPACE, SEP = ('^',), ('^ ',), (' ',)
+# a state: (kind, digits' value or -1, first note?, pitch, chord?); kind is a field letter, ':' between fields,
+# '^' at the start, '^ ' after a leading space, ' ' after a note. While the pitch is read, `pitch` is its ceiling
+# (None: no bound); once read, the note's pitch. `chord` says the note's t is 0 so far.
+START, START_SPACE = ('^', -1, True, None, False), ('^ ', -1, True, None, False)
 
+def _field_range(g: NoteGrammar, state: tuple) -> tuple:
+    lo, hi = g.range_of(state[0])
+    return (lo, min(hi, state[3])) if state[0] == 'p' and state[3] is not None else (lo, hi)
+
+def _closed_field(state: tuple) -> tuple:
+    "(pitch, chord) once the field of `state` is complete"
+    f, v, _, pitch, chord = state
+    if f == 'p': return v, True  # t is 0 until written (the compact dialect leaves a 0 out)
+    if f == 't': return (pitch, True) if v == 0 else (None, False)
+    return pitch, chord
+
+# %% ../nbs/13_generate.ipynb #e1d2f3a4
 def _end_field(g: NoteGrammar, state: tuple, ch: str):
-    f, v, first = state
+    "The state after a non-digit `ch` ends a field: a note separator, ':' (paper) or the next field letter (compact)"
+    f, v, first, _, _ = state
     if v < g.range_of(f)[0]: return None
-    if ch == ' ': return SEP if g.may_end_after(f, first) else None
+    pitch, chord = _closed_field(state)
+    if ch == ' ':
+        if not g.may_end_after(f, first): return None
+        ceiling = pitch - 1 if chord else None  # the next note starts with this one: a lower pitch
+        return (' ', -1, False, ceiling, False) if ceiling is None or ceiling >= g.pitch[0] else None
     nxt = g.next_fields(f, first)
-    if g.dialect == 'paper': return (':', f, first) if ch == ':' and nxt else None
-    return (ch, -1, first) if ch in nxt else None
+    if g.dialect == 'paper': return (':', f, first, pitch, chord) if ch == ':' and nxt else None
+    return (ch, -1, first, pitch, chord) if ch in nxt else None
 
 @lru_cache(maxsize=None)
 def grammar_step(g: NoteGrammar, state: tuple, ch: str) -> tuple | None:
     "The automaton's state after reading `ch` in `state`, or None if `ch` cannot continue valid notes"
     kind = state[0]
-    if kind in '^ ':
+    if kind in ('^', '^ ', ' '):
         if ch == ' ' and state == START: return START_SPACE
-        return ('p', -1, kind != ' ' and g.dialect == 'compact') if ch == 'p' else None
-    if kind == ':': return (ch, -1, state[2]) if ch in g.next_fields(state[1], state[2]) else None
+        return ('p', -1, kind != ' ' and g.dialect == 'compact', state[3], False) if ch == 'p' else None
+    if kind == ':': return (ch, -1) + state[2:] if ch in g.next_fields(state[1], state[2]) else None
     if ch not in DIGITS: return _end_field(g, state, ch)
     v = state[1]
     if v == 0: return None
     nv = int(ch) if v < 0 else v * 10 + int(ch)
-    return (kind, nv, state[2]) if _viable(nv, *g.range_of(kind)) else None
+    return (kind, nv) + state[2:] if _viable(nv, *_field_range(g, state)) else None
 
 def is_note_end(g: NoteGrammar, state: tuple) -> bool:
     "Does `state` close a complete note, so that the text may stop here?"
@@ -148,6 +170,60 @@ def accepts(g: NoteGrammar, text: str) -> bool:
     "Is `text` a complete, valid note sequence of `g`?"
     state, _ = run_grammar(g, text)
     return state is not None and is_note_end(g, state)
+
+def whole_notes(g: NoteGrammar, text: str, finished: bool) -> int:
+    "Length of the prefix of `text` holding only complete notes: all of it if it `finished` at EOS, else up to the last separator"
+    state, cut = START, 0
+    for i, ch in enumerate(text):
+        state = grammar_step(g, state, ch)
+        if state is None: break
+        if state[0] == ' ': cut = i
+    return len(text) if finished and state is not None and is_note_end(g, state) else cut
+
+# %% ../nbs/13_generate.ipynb #c4d5e6f7
+def _digits(x: int, y: int) -> str: return f'"{x}"' if x == y else f'[{x}-{y}]'
+
+def _same_length(a: str, b: str) -> list[str]:
+    "EBNF sequences for the numbers a..b, both written with the same number of digits"
+    if len(a) == 1: return [_digits(int(a), int(b))]
+    if a[0] == b[0]: return [f'"{a[0]}" {s}' for s in _same_length(a[1:], b[1:])]
+    n, low, high = len(a) - 1, a[1:] == '0' * (len(a) - 1), b[1:] == '9' * (len(b) - 1)
+    x, y = int(a[0]) + (not low), int(b[0]) - (not high)  # leading digits whose every continuation is in range
+    return (([] if low else [f'"{a[0]}" {s}' for s in _same_length(a[1:], '9' * n)]) +
+            ([_digits(x, y) + ' [0-9]' * n] if x <= y else []) +
+            ([] if high else [f'"{b[0]}" {s}' for s in _same_length('0' * n, b[1:])]))
+
+def number_ebnf(lo: int, hi: int) -> str:
+    "An EBNF expression for the decimal numbers lo..hi (no leading zeros)"
+    alts = []
+    for digits in range(len(str(lo)), len(str(hi)) + 1):
+        a, b = max(lo, 10 ** (digits - 1) if digits > 1 else 0), min(hi, 10 ** digits - 1)
+        if a <= b: alts += _same_length(str(a), str(b))
+    return '(' + ' | '.join(alts) + ')'
+
+# %% ../nbs/13_generate.ipynb #c6d7e8f9
+def _tail(g: NoteGrammar, q: int) -> str:
+    "What follows a note's duration when its pitch is q: `t` (0 keeps a chord going), then `b`, then the next note"
+    sep = ':' if g.dialect == 'paper' else ''
+    bend, hi = (f' ("{sep}b" bend)?' if g.bends else ''), g.pitch[1]
+    chord = f' (" " note_{q - 1})?' if q > g.pitch[0] else ''
+    alts = ([f'"{sep}t" "0"{bend}{chord}'] if g.gap[0] == 0 else []) + [f'"{sep}t" gap{bend} (" " note_{hi})?']
+    if not g.is_required('t', False): alts.append(f'{bend}{chord}'.strip() or '""')  # compact: t left out = 0
+    return '(' + ' | '.join(alts) + ')'
+
+def grammar_ebnf(g: NoteGrammar) -> str:
+    "The language of `g` as EBNF (xgrammar's dialect), for other constrained decoders"
+    lo, hi, paper = *g.pitch, g.dialect == 'paper'
+    lines = [f'root ::= " "? {"note" if paper else "first"}_{hi}', f'vel ::= {number_ebnf(*g.velocity)}',
+             f'dur ::= {number_ebnf(*g.duration)}', f'gap ::= {number_ebnf(max(1, g.gap[0]), g.gap[1])}'] + \
+            ([f'bend ::= {number_ebnf(0, MAX_BEND)}'] if g.bends else [])
+    for q in range(lo, hi + 1):
+        lower = lambda name: f'{name}_{q - 1} | ' if q > lo else ''
+        lines += ([f'rest_{q} ::= ":v" vel ":d" dur {_tail(g, q)}'] if paper else
+                  [f'rest_{q} ::= ("v" vel)? "d" dur {_tail(g, q)}', f'restf_{q} ::= "v" vel "d" dur {_tail(g, q)}',
+                   f'first_{q} ::= {lower("first")}"p" "{q}" restf_{q}'])
+        lines.append(f'note_{q} ::= {lower("note")}"p" "{q}" rest_{q}')
+    return '\n'.join(lines) + '\n'
 
 # %% ../nbs/13_generate.ipynb #7334c2e9
 ALPHABET = frozenset('pvdtb:' + DIGITS + ' ')
@@ -203,7 +279,7 @@ def _walk(g: NoteGrammar, state: tuple, text: str):
     for ch in text:
         state = grammar_step(g, state, ch)
         if state is None: return None
-        closed += state == SEP
+        closed += state[0] == ' '
     return state, closed
 
 def _compute_moves(g, table, state) -> Moves:
@@ -248,47 +324,59 @@ class NoteConstraint(LogitsProcessor):
         self.states, self.closed, self.seconds, self.steps = None, None, 0.0, 0
         self.eos = torch.tensor(self.table.eos)
 
-    def _start(self, rows: int):
-        if isinstance(self.grammars, NoteGrammar): self.grammars = [self.grammars] * rows
-        self.states, self.closed, self.used = [START] * rows, [0] * rows, list(self.grammars)
-        self.voices = [Voices(self.max_polyphony) for _ in range(rows)] if self.max_polyphony else None
+# %% ../nbs/13_generate.ipynb #d2e3f4a5
+@patch
+def _start(self: NoteConstraint, rows: int):
+    "Start every row of the batch at the grammar's start state"
+    if isinstance(self.grammars, NoteGrammar): self.grammars = [self.grammars] * rows
+    self.states, self.closed, self.used = [START] * rows, [0] * rows, list(self.grammars)
+    self.voices = [Voices(self.max_polyphony) for _ in range(rows)] if self.max_polyphony else None
 
-    def _advance(self, row: int, token: int):
-        st = self.states[row]
-        if st is None: return
-        m = state_moves(self.used[row], self.table, st)
-        if token in self.table.eos or token not in m.to: self.states[row] = None; return
-        self.states[row], c = m.to[token]
-        self.closed[row] += c
-        if self.voices: self.voices[row].add(self.table.text_of[token])
+@patch
+def _advance(self: NoteConstraint, row: int, token: int):
+    "Move `row` along the token it sampled (EOS or a token its state did not allow finishes it)"
+    st = self.states[row]
+    if st is None: return
+    m = state_moves(self.used[row], self.table, st)
+    if token in self.table.eos or token not in m.to: self.states[row] = None; return
+    self.states[row], c = m.to[token]
+    self.closed[row] += c
+    if self.voices: self.voices[row].add(self.table.text_of[token])
 
-    def _grammar(self, row: int) -> NoteGrammar:
-        "The row's grammar, with the next gap bounded below when that many voices already sound"
-        g = self.grammars[row]
-        gap = self.voices[row].min_gap() if self.voices else None
-        return replace(g, gap=(min(gap, g.gap[1]), g.gap[1])) if gap else g
+# %% ../nbs/13_generate.ipynb #d4e5f6a7
+@patch
+def _grammar(self: NoteConstraint, row: int) -> NoteGrammar:
+    "The row's grammar, with the next gap bounded below when that many voices already sound"
+    g = self.grammars[row]
+    gap = self.voices[row].min_gap() if self.voices else None
+    return replace(g, gap=(min(gap, g.gap[1]), g.gap[1])) if gap else g
 
-    def _allowed(self, row: int) -> torch.Tensor:
-        st = self.states[row]
-        if st is None: return self.eos
-        self.used[row] = self._grammar(row)
-        m = state_moves(self.used[row], self.table, st)
-        left = self.max_notes - 1 - self.closed[row] if self.max_notes else len(self.table.ids)
-        ids = m.ids if left >= m.most_closed else m.ids[torch.from_numpy(m.closes <= left)]
-        return torch.cat([ids, self.eos]) if m.may_end or len(ids) == 0 else ids
+@patch
+def _allowed(self: NoteConstraint, row: int) -> torch.Tensor:
+    "The token ids `row` may sample next"
+    st = self.states[row]
+    if st is None: return self.eos
+    self.used[row] = self._grammar(row)
+    m = state_moves(self.used[row], self.table, st)
+    left = self.max_notes - 1 - self.closed[row] if self.max_notes else len(self.table.ids)
+    ids = m.ids if left >= m.most_closed else m.ids[torch.from_numpy(m.closes <= left)]
+    return torch.cat([ids, self.eos]) if m.may_end or len(ids) == 0 else ids
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        t0 = time.perf_counter()
-        if self.states is None: self._start(len(input_ids))
-        else:
-            for row, token in enumerate(input_ids[:, -1].tolist()): self._advance(row, token)
-        cols = [self._allowed(row) for row in range(len(input_ids))]
-        rows = torch.repeat_interleave(torch.arange(len(cols)), torch.tensor([len(c) for c in cols]))
-        rows, cols = rows.to(scores.device), torch.cat(cols).to(scores.device)
-        out = torch.full_like(scores, -math.inf)
-        out[rows, cols] = scores[rows, cols]
-        self.seconds += time.perf_counter() - t0; self.steps += 1
-        return out
+# %% ../nbs/13_generate.ipynb #d6e7f8a9
+@patch
+def __call__(self: NoteConstraint, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    "`scores` with every token that cannot continue a row's notes set to -inf"
+    t0 = time.perf_counter()
+    if self.states is None: self._start(len(input_ids))
+    else:
+        for row, token in enumerate(input_ids[:, -1].tolist()): self._advance(row, token)
+    cols = [self._allowed(row) for row in range(len(input_ids))]
+    rows = torch.repeat_interleave(torch.arange(len(cols)), torch.tensor([len(c) for c in cols]))
+    rows, cols = rows.to(scores.device), torch.cat(cols).to(scores.device)
+    out = torch.full_like(scores, -math.inf)
+    out[rows, cols] = scores[rows, cols]
+    self.seconds += time.perf_counter() - t0; self.steps += 1
+    return out
 
 # %% ../nbs/13_generate.ipynb #b6676760
 @dataclass
@@ -349,20 +437,25 @@ def file_prompt_notes(path, n_notes: int, settings: dict) -> NoteTable:
     notes = read_music(path, ticks_per_second=settings['ticks_per_second'], bend_range=settings['bend_range'])
     return take(notes, np.arange(min(n_notes, len(notes))))
 
+def writes_bends(settings: dict, instrument: str) -> bool:
+    "Does the run write `b` fields for `instrument`? (its dataset's bends setting, for guitar and bass)"
+    return bool(settings['bends']) and instrument in ('guitar', 'bass')
+
 def notes_prompt_text(notes: NoteTable, settings: dict) -> str:
     "`notes` as the run's dataset writes them: its dialect, with bend fields where it kept bends"
-    bends = bool(settings['bends']) and (notes.instrument in ('guitar', 'bass') or bool((notes.bend != NO_BEND).any()))
+    bends = writes_bends(settings, notes.instrument) or (bool(settings['bends']) and bool((notes.bend != NO_BEND).any()))
     if not bends: notes = with_columns(notes, bend=np.full(len(notes), NO_BEND), curve=None)
     return notes_to_text(notes, bends=bends, dialect=settings['dialect'])
 
-def dataset_prompts(spec: str, k: int = 1) -> list[tuple[str, str]]:
-    "(prompt, instrument) of the first `k` examples of each instrument of a dataset split ('data/NAME:SPLIT', default test)"
+def dataset_prompts(spec: str, k: int = 1) -> list[tuple[str, str, str]]:
+    "(prompt, instrument, source) of the first `k` examples of each instrument of a dataset split ('data/NAME:SPLIT', default test)"
     from datasets import load_from_disk
     path, _, split = spec.rpartition(':') if ':' in Path(spec).name else (spec, '', 'test')
     ds = load_from_disk(str(path))[split]
     instruments = ds['instrument']
     rows = [i for inst in dict.fromkeys(instruments) for i in [j for j, x in enumerate(instruments) if x == inst][:k]]
-    return [(ds[i]['prompt'], instruments[i]) for i in rows]
+    sources = ds['source'] if 'source' in ds.column_names else [''] * len(ds)
+    return [(ds[i]['prompt'], instruments[i], sources[i]) for i in rows]
 
 # %% ../nbs/13_generate.ipynb #4355217e
 class _Progress(StoppingCriteria):
@@ -373,16 +466,17 @@ class _Progress(StoppingCriteria):
         return torch.zeros(len(input_ids), dtype=torch.bool, device=input_ids.device)
 
 def grammar_for(settings: dict, cfg: GenerateConfig) -> NoteGrammar:
-    "The note grammar of a run's settings, bounded as `cfg` asks"
-    ticks = cfg.max_ticks or 20 * settings['ticks_per_second']
-    pitch = INSTRUMENT_PITCHES.get(settings['instrument'], (0, 127)) if cfg.instrument_range else (0, 127)
-    return NoteGrammar(settings['dialect'], pitch, (1, 127), (0, ticks), (0, ticks), bool(settings['bends']))
+    "The note grammar of a run's settings for its instrument, bounded as `cfg` asks; `b` only where the run writes bends"
+    ticks, inst = cfg.max_ticks or 20 * settings['ticks_per_second'], settings['instrument']
+    pitch = INSTRUMENT_PITCHES.get(inst, (0, 127)) if cfg.instrument_range else (0, 127)
+    return NoteGrammar(settings['dialect'], pitch, (1, 127), (0, ticks), (0, ticks), writes_bends(settings, inst))
 
 # %% ../nbs/13_generate.ipynb #97b2928a
 def _generate_batch(gen: Generator, rows: list, cfg: GenerateConfig, seed: int, bar) -> tuple:
+    "Generated ids of one batch, its seconds, and the constraint's seconds and steps"
     tok = gen.tokenizer
-    enc = tok([p for p, _ in rows], return_tensors='pt', padding=True).to(gen.model.device)
-    grammars = [grammar_for(gen.settings | {'instrument': i}, cfg) for _, i in rows]
+    enc = tok([r[0] for r in rows], return_tensors='pt', padding=True).to(gen.model.device)
+    grammars = [grammar_for(gen.settings | {'instrument': r[1]}, cfg) for r in rows]
     procs = [] if cfg.free else [NoteConstraint(tok, grammars, cfg.max_notes, cfg.max_polyphony)]
     torch.manual_seed(seed)
     t0 = time.perf_counter()
@@ -392,7 +486,8 @@ def _generate_batch(gen: Generator, rows: list, cfg: GenerateConfig, seed: int, 
                                  max_new_tokens=cfg.max_new_tokens, logits_processor=LogitsProcessorList(procs),
                                  stopping_criteria=StoppingCriteriaList([_Progress(bar)]),
                                  pad_token_id=tok.pad_token_id, eos_token_id=list(token_strings(tok).eos))
-    return out[:, enc['input_ids'].shape[1]:].cpu(), time.perf_counter() - t0, sum(p.seconds for p in procs)
+    steps = sum(p.steps for p in procs)
+    return out[:, enc['input_ids'].shape[1]:].cpu(), time.perf_counter() - t0, sum(p.seconds for p in procs), steps
 
 def _row_result(ids: torch.Tensor, eos: tuple, tok) -> dict:
     ids = ids.tolist()
@@ -401,37 +496,39 @@ def _row_result(ids: torch.Tensor, eos: tuple, tok) -> dict:
     return {'ids': kept, 'text': tok.decode(kept, skip_special_tokens=True), 'stopped': stop is not None}
 
 # %% ../nbs/13_generate.ipynb #892080f4
+def _timing(secs: float, grammar_secs: float, steps: int, tokens: int) -> dict:
+    return {'seconds': secs, 'grammar_seconds': grammar_secs, 'tokens': tokens, 'tokens_per_second': tokens / secs if secs else 0.0,
+            'constraint_ms_per_step': 1e3 * grammar_secs / steps if steps else None,
+            'constraint_share': grammar_secs / secs if secs and steps else None}
+
 def sample(gen: Generator,
-           prompts: list,  # prompt texts, or (prompt, instrument) pairs (the instrument picks the pitch range)
+           prompts: list,  # prompt texts, or (prompt, instrument[, source]) tuples (the instrument picks the grammar)
            cfg: GenerateConfig) -> tuple[list[dict], dict]:
-    "Samples (ids, text, stopped, prompt, instrument, seed) of each prompt `cfg.n` times, and timings"
+    "Samples (ids, text, stopped, prompt, instrument, source, seed) of each prompt `cfg.n` times, and timings"
     from tqdm.auto import tqdm
-    pairs = [(p, gen.settings['instrument']) if isinstance(p, str) else tuple(p) for p in prompts]
-    rows = [p for p in pairs for _ in range(cfg.n)]
-    eos, results, secs, grammar_secs = token_strings(gen.tokenizer).eos, [], 0.0, 0.0
+    triples = [(p, gen.settings['instrument'], '') if isinstance(p, str) else (tuple(p) + ('',))[:3] for p in prompts]
+    rows = [p for p in triples for _ in range(cfg.n)]
+    eos, results, secs, grammar_secs, steps = token_strings(gen.tokenizer).eos, [], 0.0, 0.0, 0
     with tqdm(total=math.ceil(len(rows) / cfg.batch_size) * cfg.max_new_tokens, desc='decoding steps') as bar:
         for j in range(0, len(rows), cfg.batch_size):
-            out, s, gs = _generate_batch(gen, rows[j:j + cfg.batch_size], cfg, cfg.seed + j, bar)
-            secs, grammar_secs = secs + s, grammar_secs + gs
-            results += [_row_result(r, eos, gen.tokenizer) | {'prompt': rows[j + i][0], 'instrument': rows[j + i][1],
-                                                                'seed': cfg.seed + j} for i, r in enumerate(out)]
-    tokens = sum(len(r['ids']) for r in results)
-    return results, {'seconds': secs, 'grammar_seconds': grammar_secs, 'tokens': tokens,
-                     'tokens_per_second': tokens / secs if secs else 0.0,
-                     'grammar_overhead': grammar_secs / (secs - grammar_secs) if secs > grammar_secs else 0.0}
+            out, s, gs, st = _generate_batch(gen, rows[j:j + cfg.batch_size], cfg, cfg.seed + j, bar)
+            secs, grammar_secs, steps = secs + s, grammar_secs + gs, steps + st
+            results += [_row_result(r, eos, gen.tokenizer) | dict(zip(('prompt', 'instrument', 'source'), rows[j + i]))
+                        | {'seed': cfg.seed + j} for i, r in enumerate(out)]
+    return results, _timing(secs, grammar_secs, steps, sum(len(r['ids']) for r in results))
 
 # %% ../nbs/13_generate.ipynb #9d6aca4a
-def sample_notes(text: str, settings: dict, g: NoteGrammar, free: bool) -> tuple[NoteTable, dict, str]:
+def sample_notes(text: str, settings: dict, g: NoteGrammar, free: bool, finished: bool = True) -> tuple[NoteTable, dict, str]:
     "The notes of a generated text, its parse report (strict for constrained samples) and the text kept"
     meta = {'ticks_per_second': settings['ticks_per_second'], 'instrument': settings['instrument'],
             'bend_range': settings['bend_range'], 'source': 'generated'}
     if free:
         notes, report = parse_text(text, dialect=g.dialect, **meta)
         return notes, report.to_dict() | {'mode': 'free'}, text
-    _, good = run_grammar(g, text)
-    kept = text[:good].strip()
+    keep = whole_notes(g, text, finished)
+    kept = text[:keep].strip()
     notes = text_to_notes(kept, dialect=g.dialect, **meta) if kept else NoteTable(**meta)
-    return notes, {'notes': len(notes), 'dropped': [], 'mode': 'constrained', 'truncated_chars': len(text) - good}, kept
+    return notes, {'notes': len(notes), 'dropped': [], 'mode': 'constrained', 'truncated_chars': len(text) - keep}, kept
 
 # %% ../nbs/13_generate.ipynb #5f3a27e0
 def sample_formats(instrument: str, wav: bool = True) -> tuple:
@@ -446,13 +543,13 @@ def write_sample(notes: NoteTable, text: str, out_dir, k: int, wav: bool = True)
     return {'files': [stem.name + '.txt'] + [Path(f).name for f in written['files']], 'errors': written['errors']}
 
 # %% ../nbs/13_generate.ipynb #7c728322
-def prompts_for(gen: Generator, cfg: GenerateConfig) -> list[tuple[str, str]]:
-    "(prompt, instrument) pairs `cfg` asks for: dataset examples, or the training prompt around a file's or a text's notes"
+def prompts_for(gen: Generator, cfg: GenerateConfig) -> list[tuple[str, str, str]]:
+    "(prompt, instrument, source) of what `cfg` asks for: dataset examples, or the training prompt around a file's or a text's notes"
     if cfg.from_dataset: return dataset_prompts(cfg.from_dataset, cfg.n_prompts)
-    if not cfg.prompt_file: return [(prompt_for(gen, cfg.prompt), gen.settings['instrument'])]
+    if not cfg.prompt_file: return [(prompt_for(gen, cfg.prompt), gen.settings['instrument'], '')]
     notes = file_prompt_notes(cfg.prompt_file, cfg.prompt_notes, gen.settings)
     instrument = cfg.instrument or notes.instrument
-    return [(prompt_for(gen, notes_prompt_text(notes, gen.settings), instrument), instrument)]
+    return [(prompt_for(gen, notes_prompt_text(notes, gen.settings), instrument), instrument, str(cfg.prompt_file))]
 
 def _override(settings: dict, cfg: GenerateConfig) -> dict:
     return settings | {k: getattr(cfg, k) for k in ('instrument', 'dialect') if getattr(cfg, k)}
@@ -465,23 +562,27 @@ def generate(cfg: GenerateConfig, gen: Generator | None = None) -> dict:
     prompts = prompts_for(gen, cfg)
     results, timing = sample(gen, prompts, cfg)
     samples = [_export_one(r, k, gen.settings | {'instrument': r['instrument']}, cfg) for k, r in enumerate(results)]
-    summary = {'config': asdict(cfg), 'settings': gen.settings, 'prompts': [p for p, _ in prompts],
+    summary = {'config': asdict(cfg), 'settings': gen.settings, 'prompts': [p[0] for p in prompts],
                'timing': timing | _totals(samples, timing['seconds']), 'samples': samples} | _quality(samples)
     write_json(Path(cfg.out_dir)/'generation.json', summary)
     return summary
 
 def _export_one(r: dict, k: int, settings: dict, cfg: GenerateConfig) -> dict:
     g = grammar_for(settings, cfg)
-    notes, report, text = sample_notes(r['text'], settings, g, cfg.free)
+    notes, report, text = sample_notes(r['text'], settings, g, cfg.free, r['stopped'])
     files = write_sample(notes, text, cfg.out_dir, k, cfg.wav)
-    return {'sample': k, 'seed': r['seed'], 'instrument': r['instrument'], 'tokens': len(r['ids']),
-            'stopped_at_eos': r['stopped'], 'notes': len(notes), 'grammar': asdict(g), 'parse': report} | files
+    return {'sample': k, 'seed': r['seed'], 'instrument': r['instrument'], 'source': r['source'], 'tokens': len(r['ids']),
+            'stopped_at_eos': r['stopped'], 'notes': len(notes), 'grammar': asdict(g), 'parse': report,
+            'raw_text': r['text']} | files
 
 def _totals(samples: list, seconds: float) -> dict:
     notes = sum(s['notes'] for s in samples)
     return {'notes': notes, 'notes_per_second': notes / seconds if seconds else 0.0}
 
 def _quality(samples: list) -> dict:
-    "notes_total and valid_share (notes kept / (notes kept + tokens dropped)) over all samples"
+    "notes_total, valid_share (notes kept / (notes kept + tokens dropped)), and how samples ended (EOS, token budget)"
     notes, dropped = sum(s['notes'] for s in samples), sum(len(s['parse']['dropped']) for s in samples)
-    return {'notes_total': notes, 'valid_share': notes / (notes + dropped) if notes + dropped else None}
+    eos = sum(s['stopped_at_eos'] for s in samples)
+    return {'notes_total': notes, 'valid_share': notes / (notes + dropped) if notes + dropped else None,
+            'eos_stop_rate': eos / len(samples) if samples else None,
+            'truncation_rate': 1 - eos / len(samples) if samples else None}

@@ -167,11 +167,11 @@ def settings_help(stage: str) -> str:
 # %% ../nbs/18_run.ipynb #a9292027
 RUN_PRESETS = {
     'tiny': dict(prepare=dict(max_tokens=512, augment=1), train='tiny', generate=dict(n=2, max_new_tokens=48),
-                 evaluate=dict(max_examples=4)),
+                 evaluate=dict(max_answers=0)),
     'cpu': dict(prepare=dict(max_tokens=1024, augment=3), train='cpu', generate=dict(n=2, max_new_tokens=192),
-                evaluate=dict(max_examples=4)),
+                evaluate=dict(max_answers=0)),
     'paper': dict(prepare=dict(tokenizer='meta-llama/Llama-2-7b-hf', max_tokens=16384, augment=3), train='paper',
-                  generate=dict(n=8, max_new_tokens=4096), evaluate=dict(max_examples=256)),
+                  generate=dict(n=8, max_new_tokens=4096), evaluate=dict(max_answers=256)),
     'study': dict(study='study'),  # one job: nbs/17_study.ipynb with its `study` preset; figures into the repository
 }
 
@@ -223,24 +223,51 @@ def _loss_first_last(csv_path: Path, column: str = 'loss') -> str | None:
     losses = [r[column] for r in read_metrics(csv_path) if r[column] is not None]
     return f'{losses[0]:.3f} → {losses[-1]:.3f}' if losses else None
 
-def _bits(lik: dict) -> str | None:
-    parts = [f"{lik[k]['bits_per_note']:.1f} ({k})" for k in ('finetuned', 'base', 'ngram') if k in lik]
-    return ' / '.join(parts) or None
+def _bits_cell(v: dict) -> str:
+    "'mean [low, high]' of a metrics.json likelihood entry"
+    ci = v.get('ci95')
+    return f"{v['bits_per_note']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else '')
+
+def _bits(lik: dict, names: list) -> str | None:
+    "The bits per note of the models `names` with their intervals, and the answers and pieces behind them"
+    found = [k for k in names if lik.get(k, {}).get('bits_per_note') is not None]
+    if not found: return None
+    n = lik[found[0]]
+    return (' / '.join(f"{_bits_cell(lik[k])} ({k})" for k in found) +
+            f" on {n['answers']} answers, {n['pieces']} pieces (mean over pieces [95 % piece-bootstrap interval])")
+
+def _best_baseline(metrics: dict) -> list:
+    "The best baseline's name (as evaluate chose it), or the one with the fewest bits"
+    lik, cmp = metrics.get('likelihood', {}), metrics.get('likelihood_comparisons', {})
+    if 'finetuned_minus_best_baseline' in cmp: return [cmp['finetuned_minus_best_baseline']['baseline']]
+    found = [k for k in ('context', 'repeat', 'ngram') if lik.get(k, {}).get('bits_per_note') is not None]
+    return sorted(found, key=lambda k: lik[k]['bits_per_note'])[:1]
+
+def _difference(metrics: dict) -> str | None:
+    "The fine-tuned model's lead over the best baseline, with its interval"
+    c = metrics.get('likelihood_comparisons', {}).get('finetuned_minus_best_baseline')
+    if not c or c.get('bits_per_note') is None: return None
+    return f"{_bits_cell(c)} bits per note vs {c['baseline']} (negative: the fine-tuned model is better)"
 
 def _headline(out: Path, done: dict) -> list[tuple[str, object]]:
     "Headline numbers of a run, from each stage's outputs (what a stage did not write is left out)"
     counts = _load_json(out / 'data' / 'manifest.json', {}).get('counts', {})
     gen = _load_json(out / 'generated' / 'generation.json', {})
-    lik = _load_json(out / 'evaluation' / 'metrics.json', {}).get('likelihood', {})
-    base = lik.get('base', {})
+    metrics = _load_json(out / 'evaluation' / 'metrics.json', {})
+    lik = metrics.get('likelihood', {})
+    best = _best_baseline(metrics)
+    scored = lik.get('finetuned') or lik.get('base') or {}
     return [('examples train / validation / test', ' / '.join(str(c['examples']) for c in counts.values()) or None),
             ('notes in the dataset', sum(c['notes'] for c in counts.values()) or None),
-            ('tokens per answer note', round(base['tokens'] / base['notes'], 2) if base.get('notes') else None),
+            ('tokens per answer note', round(scored['tokens'] / scored['notes'], 2) if scored.get('tokens') else None),
             ('training minutes', round(done['train'] / 60, 2) if 'train' in done else None),
             ('training loss first → last', _loss_first_last(out / 'run' / 'metrics.csv')),
             ('validation loss before → after', _loss_first_last(out / 'run' / 'metrics.csv', 'eval_loss')),
             ('notes generated', gen.get('notes_total')), ('share of valid notes', gen.get('valid_share')),
-            ('bits per note on test answers', _bits(lik))]
+            ('samples stopped at EOS / cut at the token budget', ' / '.join(f'{gen[k]:.0%}' for k in ('eos_stop_rate', 'truncation_rate')) if gen.get('samples') and gen.get('eos_stop_rate') is not None else None),
+            ('bits per note on test answers', _bits(lik, ['finetuned', 'base'] + best)),
+            ('fine-tuned minus best baseline', _difference(metrics)),
+            ('other baselines (ngram: weak, sees no prompt)', _bits(lik, [k for k in ('context', 'repeat', 'ngram') if k not in best]))]
 
 # %% ../nbs/18_run.ipynb #db5db2c7
 def _artefacts(out: Path) -> list[str]:

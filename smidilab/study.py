@@ -273,11 +273,11 @@ def train_from_scratch(tcfg) -> Path:
 def score_answers(model, tokenizer, examples: list[dict], precision: str = 'fp32') -> tuple[np.ndarray, np.ndarray]:
     "Bits (−log₂ P) of each example's completion and EOS given its prompt, and the tokens scored"
     import torch
-    from smidilab.evaluate import completion_bits
+    from smidilab.likelihood import answer_bits
     ctx = torch.autocast(model.device.type, dtype=torch.bfloat16) if precision == 'bf16' else contextlib.nullcontext()
     with ctx:
-        return completion_bits(model, tokenizer, [e['prompt'] for e in examples], [e['completion'] for e in examples],
-                               progress=False)
+        return answer_bits(model, tokenizer, [e['prompt'] for e in examples], [e['completion'] for e in examples],
+                           progress=False)
 
 def load_arm(run_dir, merge: bool = True) -> tuple:
     "(model in eval mode, tokenizer) of a trained arm: a LoRA run (merged unless `merge` is False) or a whole model"
@@ -291,7 +291,7 @@ def load_arm(run_dir, merge: bool = True) -> tuple:
 def ngram_answer_bits(dataset, test: list[dict], order: int = 3) -> np.ndarray:
     "Bits of each test answer (and its end) under a Witten-Bell n-gram of note symbols fitted on the training answers"
     from datasets import load_from_disk
-    from smidilab.evaluate import fit_ngram, ngram_bits, note_symbols
+    from smidilab.likelihood import fit_ngram, ngram_bits, note_symbols
     train, m = load_from_disk(str(dataset))['train'], json.loads((Path(dataset)/'manifest.json').read_text())
     answers = [text_to_notes(c.strip(), dialect=m['dialect'], ticks_per_second=m['ticks_per_second'])
                for c in train['completion']]

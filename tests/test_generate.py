@@ -11,7 +11,7 @@ torch.set_num_threads(1)  # the shared cores are oversubscribed: one thread is s
 from smidilab.codec import text_to_notes, notes_to_text
 from smidilab.core import NoteTable
 from smidilab.generate import (GenerateConfig, NoteGrammar, INSTRUMENT_PITCHES, accepts, generate, grammar_for,
-                               load_generator, run_grammar, sample)
+                               load_generator, run_grammar, sample, sample_notes, whole_notes, grammar_ebnf)
 
 NBS = Path(__file__).parents[1]/'nbs'
 
@@ -56,29 +56,36 @@ def test_constrained_always_strictly_parseable(gen):
         state, good = run_grammar(g, s['text'])
         assert state is not None, s['text']
         if s['stopped']: assert good == len(s['text']), s['text']   # stopped at EOS = at a note end
-        notes = text_to_notes(s['text'][:good])
+        notes = text_to_notes(s['text'][:whole_notes(g, s['text'], s['stopped'])])
         assert notes.pitch.min() >= INSTRUMENT_PITCHES['guitar'][0] and notes.pitch.max() <= INSTRUMENT_PITCHES['guitar'][1]
+        chord = notes.onset[1:] == notes.onset[:-1]
+        assert (notes.pitch[1:][chord] < notes.pitch[:-1][chord]).all(), s['text']   # chords from the top down
     assert sum(s['stopped'] for s in samples) > 0 and sum(len(s['ids']) for s in samples) > 200
 
+def _notes_of(samples, g):
+    return [text_to_notes(x['text'][:whole_notes(g, x['text'], x['stopped'])], dialect=g.dialect) for x in samples]
+
 def test_compact_dialect_and_note_limit(gen):
-    "The compact grammar holds too, and max_notes stops every sample at or before the limit"
+    "The compact grammar holds too; max_notes stops every sample at the limit, where the same seeds without it go on"
     g_gen = replace(gen, settings=gen.settings | {'dialect': 'compact'})
     cfg = GenerateConfig(n=6, batch_size=6, max_new_tokens=60, max_notes=2, seed=5)
-    samples, _ = sample(g_gen, ['p64v80d96t96'], cfg)
     g = grammar_for(g_gen.settings, cfg)
-    for s in samples:
-        _, good = run_grammar(g, s['text'])
-        assert len(text_to_notes(s['text'][:good], dialect='compact')) <= 2
+    limited = _notes_of(sample(g_gen, ['p64v80d96t96'], cfg)[0], g)
+    unlimited = _notes_of(sample(g_gen, ['p64v80d96t96'], replace(cfg, max_notes=0))[0], g)
+    assert max(len(n) for n in unlimited) > 2          # the untrained model would write more ...
+    assert [len(n) for n in limited].count(2) >= 3 and max(len(n) for n in limited) == 2   # ... the limit stops it
+
+def _most_sounding(n) -> int:
+    return max([int(((n.onset <= o) & (n.onset + n.duration > o)).sum()) for o in n.onset], default=0)
 
 def test_polyphony_limit(gen):
-    "max_polyphony=2: at no onset of any sample do more than two notes sound"
+    "max_polyphony=2: at no onset of any sample do more than two notes sound, where the same seeds without it reach more"
     cfg = GenerateConfig(n=8, batch_size=8, max_new_tokens=60, max_polyphony=2, seed=11)
-    samples, _ = sample(gen, ['p64:v80:d96:t96'], cfg)
     g = grammar_for(gen.settings, cfg)
-    for s in samples:
-        n = text_to_notes(s['text'][:run_grammar(g, s['text'])[1]])
-        sounding = [((n.onset <= o) & (n.onset + n.duration > o)).sum() for o in n.onset]
-        assert max(sounding, default=0) <= 2, s['text']
+    limited = _notes_of(sample(gen, ['p64:v80:d96:t96'], cfg)[0], g)
+    free = _notes_of(sample(gen, ['p64:v80:d96:t96'], replace(cfg, max_polyphony=0))[0], g)
+    assert max(_most_sounding(n) for n in free) > 2 and sum(len(n) for n in limited) >= 16
+    assert max(_most_sounding(n) for n in limited) == 2   # reached, never passed
 
 def test_same_seed_same_output(gen):
     cfg = GenerateConfig(n=3, batch_size=3, max_new_tokens=24, seed=7)
@@ -101,6 +108,10 @@ def test_every_file_reopens(gen, tmp_path):
     result = generate(cfg, gen)
     saved = json.loads((tmp_path/'generation.json').read_text())
     assert saved['config'] == json.loads(json.dumps(result['config']))
+    assert saved['eos_stop_rate'] + saved['truncation_rate'] == 1
+    assert 0 < saved['timing']['constraint_share'] < 1 and saved['timing']['constraint_ms_per_step'] > 0
+    for s in saved['samples']:   # the raw text is kept; the file holds it cut to whole notes
+        assert s['raw_text'].lstrip().startswith((tmp_path/f"sample_{s['sample']}.txt").read_text().strip())
     for s in result['samples']:
         stem = tmp_path/f"sample_{s['sample']}"
         notes = text_to_notes(stem.with_suffix('.txt').read_text())   # constrained samples are written cut to whole notes
@@ -149,22 +160,48 @@ def test_grammar_accepts_every_written_text(rows, dialect):
     text = notes_to_text(notes, bends=True, dialect=dialect)
     if max(np.diff(np.append(notes.onset, notes.end))) <= 3840: assert accepts(NoteGrammar(dialect), text), text
 
-def test_same_tokens_as_xgrammar(gen):
-    "xgrammar with the equivalent EBNF grammar masks exactly the same tokens: same seeds give the same samples"
-    xgr = pytest.importorskip('xgrammar')
-    import importlib.util, sys
-    spec = importlib.util.spec_from_file_location('bench_generate', Path(__file__).parents[1]/'benchmarks'/'generate.py')
-    bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
+@pytest.mark.parametrize('instrument', ['piano', 'guitar'])
+def test_same_tokens_as_xgrammar(gen, instrument):
+    "xgrammar on the production grammar's EBNF masks exactly what NoteConstraint masks: same seeds, same samples"
+    import xgrammar as xgr
+    from smidilab.generate import NoteConstraint
+    g = grammar_for(gen.settings | {'instrument': instrument}, GenerateConfig())
     info = xgr.TokenizerInfo.from_huggingface(gen.tokenizer, vocab_size=gen.model.config.vocab_size)
-    compiled = xgr.GrammarCompiler(info).compile_grammar(bench.XGRAMMAR_EBNF)
+    compiled = xgr.GrammarCompiler(info).compile_grammar(grammar_ebnf(g))
     enc = gen.tokenizer(['p60:v80:d96:t96'] * 4, return_tensors='pt')
     def run(proc):
         torch.manual_seed(0)
         out = gen.model.generate(**enc, do_sample=True, top_p=0.95, top_k=0, max_new_tokens=40, logits_processor=[proc],
                                  pad_token_id=gen.tokenizer.pad_token_id)
         return gen.tokenizer.batch_decode(out[:, enc['input_ids'].shape[1]:], skip_special_tokens=True)
-    from smidilab.generate import NoteConstraint
-    assert run(NoteConstraint(gen.tokenizer, bench.GRAMMAR)) == run(xgr.contrib.hf.LogitsProcessor(compiled))
+    ours = run(NoteConstraint(gen.tokenizer, g))
+    assert ours == run(xgr.contrib.hf.LogitsProcessor(compiled))
+    assert sum(len(t) for t in ours) > 100 and g.bends == (instrument == 'guitar')
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(21, 108), st.integers(0, 3)), min_size=2, max_size=6), st.sampled_from(['paper', 'compact']))
+def test_grammar_rejects_a_repeated_or_rising_pitch_inside_a_chord(rows, dialect):
+    "A chord is written from the top down; the automaton accepts a note at the same onset only with a lower pitch"
+    pitches, gaps = [p for p, _ in rows], [0 if k == 0 else 96 for _, k in rows]
+    words = [f'p{p}:v80:d96:t{t}' if dialect == 'paper' else f'p{p}v80d96t{t}' for p, t in zip(pitches, gaps)]
+    ok = all(b < a for a, b, t in zip(pitches, pitches[1:], gaps) if t == 0)
+    assert accepts(NoteGrammar(dialect), ' '.join(words)) == ok, words
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 127), st.integers(1, 127), st.integers(0, 3840), st.integers(1, 3840),
+                          st.integers(0, 45)), min_size=1, max_size=6), st.integers(0, 200), st.sampled_from(['paper', 'compact']))
+def test_truncation_never_leaves_a_partial_number(rows, cut, dialect):
+    "A valid text cut anywhere (a sample at its token budget) keeps only notes that the full text has, whole"
+    p, v, d, t, b = map(list, zip(*rows))
+    notes = NoteTable(pitch=p, velocity=v, onset=np.cumsum([0] + t[:-1]), duration=d, bend=b, end=sum(t))
+    text = notes_to_text(notes, bends=True, dialect=dialect)
+    cut_text = text[:cut]
+    settings_ = {'ticks_per_second': 192, 'instrument': 'piano', 'bend_range': 4.0}
+    kept_notes, report, kept = sample_notes(cut_text, settings_, NoteGrammar(dialect), free=False, finished=False)
+    full, part = text.split(' '), kept.split(' ') if kept else []
+    assert part == full[:len(part)]
+    assert len(kept_notes) == len(part) and report['truncated_chars'] == len(cut_text) - len(kept)
+    if cut >= len(text): assert len(part) == len(full) - 1   # even a complete-looking last note may be a number cut short
 
 from conftest import FIXTURES, LLAMA2, need
 

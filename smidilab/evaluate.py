@@ -25,8 +25,8 @@ __all__ = ['SCALES', 'LOG2_BINS', 'FEATURE_BINS', 'FEATURE_UNITS', 'GENERATION_E
            'compare_sets', 'cut_notes', 'matched_length', 'long_enough', 'valid_share', 'repetition_rate',
            'window_hashes', 'symbol_ids', 'longest_common_runs', 'generation_files', 'parse_options', 'read_generated',
            'read_generation', 'write_demo_inputs', 'source_file', 'source_metres', 'describe_set', 'set_summary',
-           'compare_by_instrument', 'generation_summary', 'json_safe', 'plot_histograms', 'likelihood_rows',
-           'comparison_lines', 'metre_table', 'report_markdown', 'write_report', 'evaluate']
+           'compare_by_instrument', 'generation_summary', 'json_safe', 'likelihood_rows', 'comparison_lines',
+           'metre_table', 'report_markdown', 'write_report', 'evaluate']
 
 # %% ../nbs/15_evaluate.ipynb #bb1e0cb4
 @dataclass
@@ -458,24 +458,6 @@ def json_safe(x):
     if isinstance(x, (float, np.floating)): return float(x) if math.isfinite(x) else None
     return x.item() if isinstance(x, np.generic) else x
 
-# %% ../nbs/15_evaluate.ipynb #7d2bc041
-def plot_histograms(histograms: dict, feature: str, path) -> Path:
-    "PNG of one feature's normalised histograms, one panel per set, side by side"
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(3.2 * len(histograms), 2.6))
-    axes = fig.subplots(1, len(histograms), sharey=True, squeeze=False)[0]
-    lefts = FEATURE_BINS[feature]
-    for ax, (name, hists) in zip(axes, histograms.items()):
-        counts = np.asarray(hists[feature], float)
-        ax.bar(np.arange(len(counts)), counts / max(counts.sum(), 1), width=1.0, color='tab:blue')
-        ticks = np.linspace(0, len(lefts) - 1, min(len(lefts), 6)).astype(int)
-        ax.set_xticks(ticks, [str(lefts[t]) for t in ticks], fontsize=7)
-        ax.set_title(f'{name} ({int(counts.sum())})', fontsize=9)
-        ax.set_xlabel(f"{feature} ({FEATURE_UNITS[feature]})" if feature in FEATURE_UNITS else feature, fontsize=8)
-    axes[0].set_ylabel('share', fontsize=8)
-    fig.tight_layout(); fig.savefig(path, dpi=80)
-    return Path(path)
-
 # %% ../nbs/15_evaluate.ipynb #b08bbe4c
 def _ci(ci) -> str: return f'[{ci[0]:.2f}, {ci[1]:.2f}]' if ci else '–'
 
@@ -558,18 +540,17 @@ def report_markdown(m: dict) -> str:
              "## Music statistics per instrument, at matched length (means; distance: MGEval overlap distance to the reference, lower = closer)"]
     for inst in sorted({i for s in m['matched'].values() for i in s}): parts += _instrument_section(m['matched'], inst)
     parts += ['### Beats and measures of the pieces', metre_table(m['metres'])]
-    return '\n\n'.join(parts + [_method_notes(m)] + [f'![{f}](hist_{f}.png)' for f in FEATURE_BINS]) + '\n'
+    return '\n\n'.join(parts + [_method_notes(m)] + ['![note features of each set](histograms.png)']) + '\n'
 
 # %% ../nbs/15_evaluate.ipynb #60243094
 def write_report(m: dict, out_dir) -> list[Path]:
-    "Write metrics.json, report.md, bits_per_note.png and one histogram PNG per note feature into `out_dir`"
-    from smidilab.core import atomic_path
+    "Write metrics.json, report.md, bits_per_note.png and histograms.png (every note feature of every set) into `out_dir`"
+    from smidilab.explore import plot_set_histograms, save_figure  # here: explore imports matplotlib
     out = Path(out_dir)
     hists = {k: s['histograms'] for k, s in m['per_piece'].items()}
-    pngs = [plot_histograms(hists, f, out/f'hist_{f}.png') for f in FEATURE_BINS]
-    with atomic_path(out/'bits_per_note.png') as tmp: plot_bits_per_note(m['likelihood']).savefig(tmp, format='png', dpi=80)
-    return [write_json(out/'metrics.json', json_safe(m)), atomic_write(out/'report.md', report_markdown(m)),
-            out/'bits_per_note.png'] + pngs
+    pngs = save_figure(plot_set_histograms(hists, FEATURE_BINS), out/'histograms.png', ('png',))
+    pngs += save_figure(plot_bits_per_note(m['likelihood']), out/'bits_per_note.png', ('png',))
+    return [write_json(out/'metrics.json', json_safe(m)), atomic_write(out/'report.md', report_markdown(m))] + pngs
 
 # %% ../nbs/15_evaluate.ipynb #ac4509e7
 def _rows(split) -> dict:

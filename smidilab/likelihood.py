@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Sequence
 import numpy as np
-from .core import NoteTable, SmidiError, canonical, MAX_BEND
+from .core import NoteTable, SmidiError, canonical, progress_bar, MAX_BEND
 from .codec import READERS, parse_text
 from .dataset import GAP, DatasetConfig, build_dataset
 
@@ -369,12 +369,11 @@ def answer_bits(model, tokenizer, prompts: Sequence[str], completions: Sequence[
                 progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     "Bits (-log₂ P) of each completion + EOS given its prompt, and the number of tokens scored"
     import torch
-    from tqdm.auto import tqdm
     rows = [completion_tokens(tokenizer, p, c) for p, c in zip(prompts, completions)]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     bits, model = np.zeros(len(rows)), model.eval()
     with torch.no_grad():
-        for idx in tqdm(token_batches([len(r[0]) for r in rows], max_batch_tokens), desc='scoring', disable=not progress):
+        for idx in progress_bar(token_batches([len(r[0]) for r in rows], max_batch_tokens), desc='scoring', unit='batch', disable=not progress):
             bits[idx] = _score_batch(model, [rows[i] for i in idx], pad)
     return bits, np.array([len(ids) - s for ids, s in rows], dtype=np.int64)
 

@@ -193,6 +193,11 @@ def _load_json(path, default=None):
     path = Path(path)
     return json.loads(path.read_text()) if path.exists() else default
 
+def _print_new_results(stage: str, out: Path, done: dict, shown: set):
+    "Print the summary rows that `stage` made available (each row once)"
+    for k, v in _headline(out, done):
+        if v is not None and k not in shown: print(f"[{stage}] {k}: {v}", flush=True); shown.add(k)
+
 def run_pipeline(preset: str = 'cpu', out_dir='outputs/run-cpu', midi: list = (), gp: list = (),
                  log: bool = True) -> int:
     "Run every stage of the main job into `out_dir`, resuming after the last finished stage; 0 when all succeed"
@@ -201,6 +206,7 @@ def run_pipeline(preset: str = 'cpu', out_dir='outputs/run-cpu', midi: list = ()
     if status['preset'] != preset: raise SmidiError(f"{out} holds a {status['preset']!r} run; use another -o for {preset!r}")
     jobs = pipeline_jobs(preset, out, [absolute_path(p) for p in midi], [absolute_path(p) for p in gp])
     for stage, given, stage_preset in jobs: stage_config(stage, given, stage_preset)  # fail before any stage starts
+    shown = set()
     for stage, given, stage_preset in jobs:
         if stage in status['done']: print(f"[{stage}] done earlier, skipped"); continue
         if stage == 'train' and (out / 'run' / 'checkpoints').is_dir(): given['resume'] = True  # continue a killed run
@@ -211,6 +217,7 @@ def run_pipeline(preset: str = 'cpu', out_dir='outputs/run-cpu', midi: list = ()
         status['done'][stage] = round(time.time() - start, 1)
         print(f"[{stage}] done in {status['done'][stage]:.0f} s", flush=True)
         write_json(out / 'status.json', status)
+        _print_new_results(stage, out, status['done'], shown)
     atomic_write(out / 'summary.md', run_summary(out))
     print(f"done: {out / 'summary.md'}")
     return 0

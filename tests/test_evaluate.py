@@ -189,7 +189,7 @@ def test_job_with_a_finetuned_run(tmp_path, demo):
     assert m['likelihood_comparisons']['finetuned_minus_best_baseline']['baseline'] == 'context'
     report = (out / 'report.md').read_text()
     assert '| finetuned | the fine-tuned run |' in report and 'fine-tuned minus context' in report
-    assert {'report.md', 'bits_per_note.png', 'hist_pitch.png', 'eval_config.json'} <= {p.name for p in out.iterdir()}
+    assert {'report.md', 'bits_per_note.png', 'histograms.png', 'eval_config.json'} <= {p.name for p in out.iterdir()}
 
 
 def test_job_with_an_empty_test_split(tmp_path, demo):

@@ -253,6 +253,7 @@ def read_input(path) -> bytes:
     try: return check_input(path).read_bytes()
     except OSError as e: raise InputFileError(path, f'cannot read: {e.strerror or e}') from None
 
+# %% ../nbs/00_core.ipynb #153a6e1d
 def _walk_files(root: Path, exts, exclude, broken: bool) -> list[Path]:
     "Files ending in `exts` under `root`, through symlinked folders (each folder once: a link loop ends there)"
     root = Path(root)
@@ -373,6 +374,7 @@ def coerce_value(value, default):
     try: return type(default)(float(value)) if isinstance(default, int) else type(default)(value)
     except ValueError: raise SmidiError(f"expected a {type(default).__name__}, got {value!r}") from None
 
+# %% ../nbs/00_core.ipynb #819e7fd8
 def _default(f: dataclasses.Field):
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 

@@ -164,6 +164,7 @@ def write_riff_gp5(seed: int, path, varied: bool = False) -> Path:
     write_gp5(riff_notes(bars, tempo, tuning=tuning), path, tuning=tuning, tempo=tempo, overwrite=True)
     return Path(path)
 
+# %% ../nbs/05_corpus.ipynb #043bb844
 def _write_job(job: tuple) -> Path:
     kind, what, path = job
     return write_corpus_midi(what, path) if kind == 'piece' else write_riff_gp5(what, path, varied=kind == 'varied')

@@ -40,6 +40,7 @@ def parse_shard(spec: str) -> tuple[int, int]:
         raise SmidiError(f"shard {spec!r}: expected I/N with 0 <= I < N; shards count from 0 (0/4, 1/4, 2/4, 3/4)")
     return int(m[1]), int(m[2])
 
+# %% ../nbs/11_dataset.ipynb #c37296c2
 @dataclass
 class DatasetConfig:
     "Settings of a dataset build"

@@ -80,6 +80,7 @@ def _pitch_axis(ax):
     ax.yaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda p, _: pitch_name(round(p))))
 
+# %% ../nbs/07_explore.ipynb #e7eaf405
 BARS_MAX = 2000  # up to this many notes are drawn as one bar artist each; more as one collection (fast)
 
 def _note_bars(ax, notes: NoteTable):
@@ -97,6 +98,7 @@ def _note_bars(ax, notes: NoteTable):
     ax.add_collection(bars); ax.autoscale_view()
     return bars
 
+# %% ../nbs/07_explore.ipynb #b73bd2fe
 def piano_roll(notes: NoteTable, # the piece (any grid)
                start: float | None = None, end: float | None = None, # slice, in seconds
                ax=None, # draw on this axes instead of a new figure

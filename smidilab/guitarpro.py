@@ -479,7 +479,7 @@ def bend_breaks(parts: list, start, end) -> list[tuple[Fraction, Fraction]]:
     total = Fraction(end - start) or Fraction(1)
     return [bp for s, e, pts in parts for bp in _part_breaks(s, e, pts, start, total)]
 
-
+# %% ../nbs/03_guitarpro.ipynb #16d80a8f
 def _value_at(breaks: list, f: Fraction) -> Fraction:
     "Linear interpolation of `breaks` at fraction `f`; at a jump the later part wins, except at the very end"
     for (f0, v0), (f1, v1) in zip(breaks, breaks[1:]):
@@ -500,7 +500,7 @@ def sample_breaks(breaks: list, max_intervals: int = 24) -> tuple[list[Fraction]
     m = m if exact else 12
     return [_value_at(breaks, Fraction(i, m)) for i in range(m + 1)], exact
 
-
+# %% ../nbs/03_guitarpro.ipynb #fe2b938b
 def semitones_to_bend(semitones, bend_range: float = DEFAULT_BEND_RANGE) -> tuple[np.ndarray, int]:
     "Quantized bends `b` of `semitones` on the 14-bit scale spanning ± `bend_range`, and how many were clipped"
     x = [math.floor(8192 + Fraction(s) / Fraction(bend_range) * 8192 + Fraction(1, 2)) for s in semitones]
@@ -626,6 +626,7 @@ def _note_bends(w: _Walk, bend_range: float, fit: bool) -> tuple[list, list, int
         clipped, w.counts['bend_curves_resampled'] = clipped + c, w.counts['bend_curves_resampled'] + (not exact)
     return bends, curves, clipped, bend_range
 
+# %% ../nbs/03_guitarpro.ipynb #1da620ab
 def _walk_to_table(w: _Walk, tm: TimeMap, bend_range: float, fit: bool, **meta) -> tuple[NoteTable, int]:
     "The note table of walked notes (grid times, bends) and the count of clipped bend values"
     on, off = tm.grids(w.start), tm.grids(w.end)
@@ -662,6 +663,7 @@ def _relative_times(report: dict, shift: int) -> dict:
         for entry in report[key]: entry['tick'] -= shift
     return report | {'leading_silence_ticks': shift}
 
+# %% ../nbs/03_guitarpro.ipynb #d6d4f290
 def read_gp_report(path,                       # a .gp3/.gp4/.gp5 file
                    track='auto',               # 'auto', 'all' or a track number (1-based)
                    ticks_per_second: int = DEFAULT_TICKS_PER_SECOND,  # the grid

@@ -489,6 +489,7 @@ def _unbent_channels(notes: NoteTable, ends: np.ndarray) -> np.ndarray:
     raise SmidiError(f"note {i} (pitch {notes.pitch[i]} at tick {notes.onset[i]}): more than 15 same-pitch notes "
                      "nested inside each other need a MIDI channel each")
 
+# %% ../nbs/02_midi.ipynb #f253ba51
 def assign_channels(notes: NoteTable) -> np.ndarray:
     "A MIDI channel per note such that reading the written file gives the notes back"
     lanes, out, bent = {}, np.zeros(len(notes), np.int64), is_bent(notes)
@@ -529,6 +530,7 @@ def _bent_rows(i: int, c: int, p: int, v: int, a: int, d: int, b: int, curve) ->
     return [(a, _ON, d, i, c, *on), (a + d, _OFF, 0, i, c, *off), (a + d, _RESET, 0, i, c, *reset)] + \
            [(t, _RISE, i, k, c, *m) for k, (t, m) in enumerate(steps)]
 
+# %% ../nbs/02_midi.ipynb #ee2283ea
 def _write_order(ev: np.ndarray) -> np.ndarray:
     "Order of the events as written: by channel (its track), tick, phase, then the two order columns"
     span = lambda x: int(x.max(initial=0)) + 1
@@ -599,6 +601,7 @@ def _tempo_track(tempo: int, end: int) -> bytes:
     "The first track: its name, the one tempo, the end at `end`"
     return _chunk(b'\x00\xff\x03\x08smidilab\x00\xff\x51\x03' + tempo.to_bytes(3, 'big') + _vlq_bytes(end) + b'\xff\x2f\x00')
 
+# %% ../nbs/02_midi.ipynb #d49506e9
 def midi_bytes(notes: NoteTable) -> bytes:
     "A type-1 MIDI file of `notes` whose tick is the grid tick, ending at the piece's end; reading it back gives `notes`"
     notes = check_notes(notes)

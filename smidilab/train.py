@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv, json, os, socket, subprocess, sys, tempfile, time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from fastcore.basics import patch
 from fastcore.script import call_parse
 import torch
 from .core import SmidiError, write_json, config_from_dict
@@ -71,20 +72,24 @@ class TrainConfig:
     seed: int = 0                  # model init, LoRA init, data order
     num_threads: int = 2           # CPU threads per machine, shared by its processes (0 = torch's default)
 
-    def to_dict(self) -> dict: return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        "A config from a dict of fields; extra keys listed in `RUN_INFO_KEYS` are ignored, others rejected"
-        return config_from_dict(cls, {k: v for k, v in d.items() if k not in RUN_INFO_KEYS})
-
-    def save(self, path, **info) -> Path: return write_json(path, self.to_dict() | info)
-
-    @classmethod
-    def load(cls, path) -> TrainConfig: return cls.from_dict(json.loads(Path(path).read_text()))
-
+# %% ../nbs/12_train.ipynb #12fc5034
 RUN_INFO_KEYS = ('rope_parameters', 'max_position_embeddings', 'base_vocab_size', 'dialect', 'ticks_per_second', 'bends',
                  'per_device_batch_size', 'grad_accum', 'base_path')
+
+@patch
+def to_dict(self: TrainConfig) -> dict: return asdict(self)
+
+@patch(cls_method=True)
+def from_dict(cls: TrainConfig, d: dict) -> TrainConfig:
+    "A config from a dict of fields; extra keys listed in `RUN_INFO_KEYS` are ignored, others rejected"
+    return config_from_dict(cls, {k: v for k, v in d.items() if k not in RUN_INFO_KEYS})
+
+@patch
+def save(self: TrainConfig, path, **info) -> Path: return write_json(path, self.to_dict() | info)
+
+@patch(cls_method=True)
+def load(cls: TrainConfig, path) -> TrainConfig: return cls.from_dict(json.loads(Path(path).read_text()))
 
 # %% ../nbs/12_train.ipynb #8fe9907f
 PRESETS = {

@@ -100,3 +100,61 @@ def test_job_parameters_parse_without_papermill_warnings(caplog):
         assert len(found) == len(lines), (name, list(found))
         expected = {'settings'} | ({'preset'} if stage.presets else set()) if stage.config else passed[name]
         assert expected <= set(found), (name, expected - set(found))
+
+
+# Public functions that notebooks still show no demo of. Notebooks 13_generate, 14_likelihood, 15_evaluate,
+# 16_figures and 17_study were being rewritten by other branches when this rule arrived, so their current gaps are
+# listed here to let the rule land; the lead empties this list once those branches are merged (an entry that gets a
+# demo makes the test fail until it is removed, so the list only shrinks).
+DEMO_ALLOWLIST = {  # waiting for their demos (being written in other branches); the list may only shrink
+    '13_generate': {'grammar_step', 'is_note_end', 'state_moves', 'dataset_prompts', 'sample_formats', 'write_sample',
+                    'prompts_for', 'writes_bends'},
+    '14_likelihood': {'note_contexts', 'field_values', 'record_sequences', 'bucket_probs', 'run_base', 'load_scorers',
+                      'language_model_bits', 'baseline_bits'},
+    '15_evaluate': {'read_generated', 'source_file', 'likelihood_rows', 'comparison_lines', 'metre_table', 'note_features',
+                    'write_report'},
+    '17_study': {'study_system_prompt', 'piece_resamples', 'train_arm', 'score_row', 'score_arm', 'precision_check',
+                 'write_study_report'},
+}
+
+
+def exported_functions(cells: list[str]) -> list[str]:
+    "Public functions (top-level `def`, name not starting with `_`, @patch methods included) of the `#| export` cells"
+    return [node.name for s in cells if s.split('\n')[0].strip() == '#| export' for node in ast.parse(s).body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith('_')]
+
+
+def demo_names(cells: list[str]) -> set[str]:
+    "Names the visible demo cells use (variables, calls, attributes; not imports, comments or strings)"
+    used = set()
+    for s in cells:
+        if s.split('\n')[0].strip() in ('#| export', '#| hide'): continue
+        for node in ast.walk(ast.parse(s)):
+            if isinstance(node, ast.Name): used.add(node.id)
+            elif isinstance(node, ast.Attribute): used.add(node.attr)
+    return used
+
+
+def missing_demos(notebook: Path) -> list[str]:
+    "The public functions of `notebook` that no visible code cell other than an export cell uses"
+    import json
+    cells = [''.join(c['source']) for c in json.loads(notebook.read_text())['cells'] if c['cell_type'] == 'code']
+    return [f for f in exported_functions(cells) if f not in demo_names(cells)]
+
+
+def test_demo_rule_sees_what_a_demo_is():
+    cells = ['#| export\ndef shown(x): return x\ndef told(x): return x\ndef imported(): pass\n@patch\ndef method(self: A): pass\n'
+             'def _private(): pass\nclass Thing: pass',
+             'from m import imported\ntest_eq(shown(1), 1)  # told(1)\nprint("told")\na.method()',
+             '#| hide\ntold(2)']
+    assert exported_functions(cells) == ['shown', 'told', 'imported', 'method']
+    assert {'shown', 'method'} <= demo_names(cells) and not {'told', 'imported'} & demo_names(cells)
+
+
+def test_every_exported_function_has_a_demo():
+    "Every public function a notebook exports is called or named in one of its visible, non-export code cells"
+    missing = {nb.stem: missing_demos(nb) for nb in sorted((REPO / 'nbs').glob('[0-9]*.ipynb'))}
+    unexplained = {k: [f for f in v if f not in DEMO_ALLOWLIST.get(k, set())] for k, v in missing.items()}
+    stale = {k: sorted(v - set(missing.get(k, []))) for k, v in DEMO_ALLOWLIST.items()}
+    assert not any(unexplained.values()), f'exported functions without a demo: { {k: v for k, v in unexplained.items() if v} }'
+    assert not any(stale.values()), f'these have demos now, remove them from DEMO_ALLOWLIST: { {k: v for k, v in stale.items() if v} }'

@@ -76,6 +76,7 @@ def run_stage(notebook: str,          # stage notebook name, e.g. '11_dataset'
     import papermill as pm
     out = Path(out_dir) / f'{notebook}.ipynb'
     out.parent.mkdir(parents=True, exist_ok=True)
+    saved = {k: os.environ.get(k) for k in QUIET_JOB_ENV}
     os.environ.update(QUIET_JOB_ENV)  # the kernel inherits this process's environment
     try:
         pm.execute_notebook(job_notebook(notebook), out, parameters=parameters, kernel_name='python3',
@@ -86,7 +87,9 @@ def run_stage(notebook: str,          # stage notebook name, e.g. '11_dataset'
               file=sys.stderr)
         return 1
     finally:
-        for k in QUIET_JOB_ENV: os.environ.pop(k, None)
+        for k, v in saved.items():  # the caller's environment as it was
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
     return 0
 
 # %% ../nbs/18_run.ipynb #3f7ccd52

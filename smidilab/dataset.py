@@ -327,13 +327,20 @@ def _end_of(notes, j) -> int: return int(notes.onset[j]) if j < len(notes) else 
 
 def _fragment(notes, i, j, end=None) -> NoteTable: return take(notes, np.arange(i, j), end=_end_of(notes, j) if end is None else end)
 
+def _onset_cut(starts: np.ndarray, k: int, i: int, j: int) -> int | None:
+    "Where to cut window (i, j) near note `k`: the last onset start in (i, k], else the first in (k, j), else None"
+    back = starts[(starts > i) & (starts <= k)]
+    if len(back): return int(back[-1])
+    ahead = starts[(starts > k) & (starts < j)]
+    return int(ahead[0]) if len(ahead) else None  # never inside a chord: it would split between prompt and answer
+
 def task_cuts(task: str, i: int, j: int, starts: np.ndarray, prompt_fraction: float = 0.25) -> list[int] | None:
     "Note indices cutting window `(i, j)` into its parts for `task` (continuation, infilling), at onset starts"
     if task == 'continuation':
-        c = _snap(starts, i + max(1, round(prompt_fraction * (j - i))), i)
-        return [i, c, j] if i < c < j else None
-    a, b = _snap(starts, i + (j - i) // 3, i), _snap(starts, i + 2 * (j - i) // 3, i)
-    return [i, a, b, j] if i < a < b < j else None
+        c = _onset_cut(starts, i + max(1, round(prompt_fraction * (j - i))), i, j)
+        return None if c is None else [i, c, j]
+    a, b = (_onset_cut(starts, i + n * (j - i) // 3, i, j) for n in (1, 2))
+    return [i, a, b, j] if a is not None and b is not None and a < b else None
 
 def task_fragments(notes: NoteTable, task: str, i: int, j: int, prompt_fraction: float = 0.25):
     "The prompt fragments and the answer fragment of window `(i, j)` for `task`, or None when it makes no example"

@@ -20,13 +20,13 @@ from .corpus import DEFAULT_PIECES, embedded_inputs
 from .augment import augment_piece
 
 # %% auto #0
-__all__ = ['TASKS', 'PERSONAS', 'TASK_SENTENCES', 'CACHE_VERSION', 'SPLITS', 'PROBES', 'WORD_CACHE', 'SLACK', 'GAP', 'MARK',
-           'FEATURES', 'SHARD_BYTES', 'BATCH_BYTES', 'COUNTS', 'PROGRESS_EVERY', 'SHARD_FREE', 'MERGE_TAKES',
-           'parse_shard', 'DatasetConfig', 'tick_ms', 'describe_notation', 'build_system_prompt', 'build_prompt',
-           'build_completion', 'encode_file', 'source_name', 'list_inputs', 'input_kind', 'split_inputs', 'build_order',
-           'shard_inputs', 'listing_id', 'TokenCounter', 'plan_windows', 'task_cuts', 'task_fragments',
-           'piece_examples', 'check_token_budget', 'input_rows', 'map_bounded', 'DatasetWriter', 'write_dataset',
-           'format_duration', 'format_progress', 'build_dataset', 'merge_datasets', 'check_dataset',
+__all__ = ['TASKS', 'DATASET_DIALECTS', 'PERSONAS', 'TASK_SENTENCES', 'CACHE_VERSION', 'SPLITS', 'PROBES', 'WORD_CACHE', 'SLACK',
+           'GAP', 'MARK', 'FEATURES', 'SHARD_BYTES', 'BATCH_BYTES', 'COUNTS', 'PROGRESS_EVERY', 'SHARD_FREE',
+           'MERGE_TAKES', 'parse_shard', 'DatasetConfig', 'tick_ms', 'describe_notation', 'build_system_prompt',
+           'build_prompt', 'build_completion', 'encode_file', 'source_name', 'list_inputs', 'input_kind',
+           'split_inputs', 'build_order', 'shard_inputs', 'listing_id', 'TokenCounter', 'plan_windows', 'task_cuts',
+           'task_fragments', 'piece_examples', 'check_token_budget', 'input_rows', 'map_bounded', 'DatasetWriter',
+           'write_dataset', 'format_duration', 'format_progress', 'build_dataset', 'merge_datasets', 'check_dataset',
            'system_prompt_for']
 
 # %% ../nbs/11_dataset.ipynb #632d5e93
@@ -41,6 +41,8 @@ def parse_shard(spec: str) -> tuple[int, int]:
     return int(m[1]), int(m[2])
 
 # %% ../nbs/11_dataset.ipynb #c37296c2
+DATASET_DIALECTS = ('paper', 'compact')  # dialects a dataset's windows and prompts are written in
+
 @dataclass
 class DatasetConfig:
     "Settings of a dataset build"
@@ -50,7 +52,7 @@ class DatasetConfig:
     augment: int = 3               # augmented copies per training piece
     max_tokens: int = 1024         # token budget of prompt + completion + EOS
     tokenizer: str = 'smollm2'     # smidilab.tokens.load_tokenizer spec
-    dialect: str = 'paper'         # 'paper' or 'compact'
+    dialect: str = 'paper'         # 'paper' or 'compact' (DATASET_DIALECTS)
     ticks_per_second: int = 192    # time grid
     bends: bool = True             # write bend fields for guitar/bass (and bent piano notes)
     bend_range: float = 4.0        # semitones of the full bend range, each way
@@ -67,6 +69,9 @@ class DatasetConfig:
 
     def __post_init__(self):
         if unknown := set(self.tasks) - set(TASKS): raise SmidiError(f"unknown tasks {sorted(unknown)}; choose from {TASKS}")
+        if self.dialect not in DATASET_DIALECTS:
+            raise SmidiError(f"a dataset is written in the {' or '.join(DATASET_DIALECTS)} dialect, not {self.dialect!r} "
+                             "(the decomposed dialect is an arm of the study, nbs/17_study, which builds its own examples)")
         parse_shard(self.shard)
 
     def save(self, path) -> Path:

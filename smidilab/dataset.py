@@ -15,7 +15,7 @@ from fastcore.basics import patch
 from .core import (NoteTable, SmidiError, InputFileError, FileResult, config_from_dict, canonical, take, with_columns,
                            notes_to_dict, notes_from_dict, atomic_write, write_json, find_inputs, convert_one, MIDI_EXTS,
                            GP_EXTS, NO_BEND)
-from .codec import notes_to_text, bend_to_semitones
+from .codec import notes_to_text, writes_bends, bend_to_semitones
 from .corpus import DEFAULT_PIECES, embedded_inputs
 from .augment import augment_piece
 
@@ -376,9 +376,6 @@ def _overhead(counter, system, task) -> int:
         counter.memo[system, task] = fixed + gap + SLACK * segments
     return counter.memo[system, task]
 
-def _uses_bends(notes: NoteTable, bends: bool) -> bool:
-    return bends and (notes.instrument in ('guitar', 'bass') or bool((notes.bend != NO_BEND).any()))
-
 def _strip_bends(notes: NoteTable) -> NoteTable:
     return with_columns(notes, bend=np.full(len(notes), NO_BEND), curve=None)
 
@@ -411,7 +408,7 @@ def _template(system: str, counter: TokenCounter) -> tuple[str, str]:
 
 def piece_examples(notes: NoteTable, augmentation: str, cfg: DatasetConfig, counter: TokenCounter) -> list[dict]:
     "The dataset rows cut from one piece, for every task of `cfg`"
-    bends, notes = _uses_bends(notes, cfg.bends), canonical(notes)
+    bends, notes = writes_bends(notes, cfg.bends), canonical(notes)
     if not cfg.bends: notes = _strip_bends(notes)
     words, starts = notes_to_text(notes, bends=bends, dialect=cfg.dialect).split(' '), _onset_starts(notes)
     counts = counter.paper_counts(notes, bends, words) if cfg.dialect == 'paper' else counter.words(words)

@@ -22,11 +22,11 @@ __all__ = ['SCALES', 'LOG2_BINS', 'FEATURE_BINS', 'FEATURE_UNITS', 'GENERATION_E
            'pitch_in_scale_rate', 'scale_consistency', 'pitch_entropy', 'pitch_class_entropy', 'file_metre',
            'beat_ticks', 'silent_beat_rate', 'measure_onset_agreement', 'bend_statistics', 'piece_statistics',
            'note_features', 'histogram', 'overlap_distance', 'kl_divergence', 'mgeval_distance', 'set_histograms',
-           'compare_sets', 'cut_notes', 'matched_length', 'long_enough', 'valid_share', 'repetition_rate',
-           'window_hashes', 'symbol_ids', 'longest_common_runs', 'generation_files', 'parse_options', 'read_generated',
-           'read_generation', 'write_demo_inputs', 'source_file', 'source_metres', 'describe_set', 'set_summary',
-           'compare_by_instrument', 'generation_summary', 'json_safe', 'likelihood_rows', 'comparison_lines',
-           'metre_table', 'report_markdown', 'write_report', 'evaluate']
+           'compare_sets', 'plot_note_features', 'cut_notes', 'matched_length', 'long_enough', 'valid_share',
+           'repetition_rate', 'window_hashes', 'symbol_ids', 'longest_common_runs', 'generation_files', 'parse_options',
+           'read_generated', 'read_generation', 'write_demo_inputs', 'source_file', 'source_metres', 'describe_set',
+           'set_summary', 'compare_by_instrument', 'generation_summary', 'json_safe', 'likelihood_rows',
+           'comparison_lines', 'metre_table', 'report_markdown', 'write_report', 'evaluate']
 
 # %% ../nbs/15_evaluate.ipynb #bb1e0cb4
 @dataclass
@@ -71,6 +71,7 @@ def sounding_segments(notes: NoteTable) -> tuple[np.ndarray, np.ndarray]:
     counts = np.cumsum(np.bincount(inverse, weights=delta, minlength=len(edges)))[:-1].astype(np.int64)
     return counts, np.diff(edges)
 
+# %% ../nbs/15_evaluate.ipynb #61d500bd
 def pitch_range(notes: NoteTable) -> int:
     "Highest minus lowest pitch (0 without notes)"
     return int(notes.pitch.max() - notes.pitch.min()) if len(notes) else 0
@@ -203,6 +204,7 @@ def histogram(values, lefts: np.ndarray) -> np.ndarray:
     idx = np.clip(np.searchsorted(lefts, np.asarray(values), side='right') - 1, 0, len(lefts) - 1)
     return np.bincount(idx, minlength=len(lefts))
 
+# %% ../nbs/15_evaluate.ipynb #3f944d60
 def overlap_distance(p_counts, q_counts) -> float:
     "1 - overlapping area of two histograms (0 = identical, 1 = disjoint; NaN if one is empty)"
     p, q = np.asarray(p_counts, float), np.asarray(q_counts, float)
@@ -249,6 +251,13 @@ def compare_sets(reference: list[dict], generated: list[dict], ref_hist: dict, g
     notes = {k: {'overlap_distance': overlap_distance(ref_hist[k], gen_hist[k]),
                  'kl': kl_divergence(ref_hist[k], gen_hist[k])} for k in ref_hist}
     return {'piece_metrics': metrics, 'note_distributions': notes}
+
+# %% ../nbs/15_evaluate.ipynb #e8451710
+def plot_note_features(histograms: dict,  # {set name: `set_histograms` of the set}
+                       title: str = 'evaluation histograms'):
+    "The report's figure: every note feature of every set, with named bins and units (explore.plot_set_histograms)"
+    from smidilab.explore import plot_set_histograms  # here: explore imports matplotlib
+    return plot_set_histograms(histograms, FEATURE_BINS, FEATURE_UNITS, title)
 
 # %% ../nbs/15_evaluate.ipynb #8c4d5e6f
 def cut_notes(notes: NoteTable, n: int) -> NoteTable:
@@ -545,10 +554,10 @@ def report_markdown(m: dict) -> str:
 # %% ../nbs/15_evaluate.ipynb #60243094
 def write_report(m: dict, out_dir) -> list[Path]:
     "Write metrics.json, report.md, bits_per_note.png and histograms.png (every note feature of every set) into `out_dir`"
-    from smidilab.explore import plot_set_histograms, save_figure  # here: explore imports matplotlib
+    from smidilab.explore import save_figure  # here: explore imports matplotlib
     out = Path(out_dir)
     hists = {k: s['histograms'] for k, s in m['per_piece'].items()}
-    pngs = save_figure(plot_set_histograms(hists, FEATURE_BINS), out/'histograms.png', ('png',))
+    pngs = save_figure(plot_note_features(hists), out/'histograms.png', ('png',))
     pngs += save_figure(plot_bits_per_note(m['likelihood']), out/'bits_per_note.png', ('png',))
     return [write_json(out/'metrics.json', json_safe(m)), atomic_write(out/'report.md', report_markdown(m))] + pngs
 

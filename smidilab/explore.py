@@ -358,6 +358,7 @@ def _bin_ticks(ax, lefts, lo: int, hi: int):
 
 def plot_set_histograms(histograms: dict, # {set name: {feature: counts per bin}}
                         lefts: dict | None = None, # {feature: left bin edges}, for tick labels
+                        units: dict | None = None, # {feature: unit}, shown after the feature's name on its axis
                         title: str = 'evaluation histograms') -> Figure:
     "One panel per feature, each set's normalised histogram as a step line"
     features = list(dict.fromkeys(f for h in histograms.values() for f in h))
@@ -370,7 +371,8 @@ def plot_set_histograms(histograms: dict, # {set name: {feature: counts per bin}
             if c.sum(): ax.step(np.arange(len(c)), c / c.sum(), where='mid', label=name, lw=1.2); used += list(np.flatnonzero(c))
         lo, hi = (max(min(used) - 1, 0), max(used) + 1) if used else (0, 1)
         if lefts is not None and f in lefts: _bin_ticks(ax, lefts[f], lo, min(hi, len(lefts[f]) - 1))
-        ax.set(xlabel=f, ylabel='share', xlim=(lo - 0.5, hi + 0.5))
+        unit = (units or {}).get(f)
+        ax.set(xlabel=f'{f} ({unit})' if unit else f, ylabel='share', xlim=(lo - 0.5, hi + 0.5))
     for ax in axs[len(features):]: ax.set_axis_off()
     axs[0].legend(fontsize=8)
     fig.suptitle(title)

@@ -387,6 +387,7 @@ def models_to_score(model: str, generation: dict | None = None) -> dict:
     if not _is_run(spec): return {'base': spec} if spec else {}
     return {'finetuned': str(spec), 'base': json.loads((Path(spec)/'run_config.json').read_text())['base_model']}
 
+# %% ../nbs/14_likelihood.ipynb #03caa490
 def _base_tokenizer(cfg, run: Path):
     "The base model's own tokenizer: the run's when it kept the vocabulary, else the dataset's tokenizer spec"
     from smidilab.train import base_tokenizer, read_manifest

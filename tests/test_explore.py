@@ -140,7 +140,8 @@ def test_figures_notebook_is_complete_and_reproducible(tmp_path):
     hist = lambda *c: {'pitch': [0]*60 + list(c), 'bend': [0]*23 + list(c)}  # the layout of `smidilab evaluate`
     (inputs/'metrics.json').write_text(json.dumps({
         'per_piece': {'reference': {'histograms': hist(3, 1, 2)}, 'generated': {'histograms': hist(1, 1, 1)}},
-        'likelihood': {'ngram': {'bits_per_note': 30.5}, 'finetuned': {'bits_per_note': 21.0}}}))
+        'likelihood': {'ngram': {'bits_per_note': 30.5, 'ci95': [28.0, 33.0], 'answers': 4, 'pieces': 2},
+                       'finetuned': {'bits_per_note': 21.0, 'ci95': [19.5, 22.5], 'answers': 4, 'pieces': 2}}}))
     (inputs/'tokens.json').write_text(json.dumps([{'tokenizer': 'x', 'dialect': 'paper', 'tokens_per_note': 13.0}]))
     first, second = run_figures(tmp_path/'one', inputs), run_figures(tmp_path/'two', inputs)
     assert sorted(first) == sorted([f'{n}.{e}' for n in FIGURES for e in ('png', 'svg')] + ['README.md', 'tokens_per_note.json'])

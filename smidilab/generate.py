@@ -107,6 +107,13 @@ def _viable(v: int, lo: int, hi: int) -> bool:
         scale *= 10
     return False
 
+def _digit_step(state: tuple, ch: str, lo: int, hi: int) -> tuple | None:
+    "`state` with the digit `ch` added to its number, if that number can still end in [lo, hi] (no leading zeros)"
+    v = state[1]
+    if v == 0: return None
+    nv = int(ch) if v < 0 else v * 10 + int(ch)
+    return (state[0], nv) + state[2:] if _viable(nv, lo, hi) else None
+
 # a state: (kind, digits' value or -1, first note?, pitch, chord?); kind is a field letter, ':' between fields,
 # '^' at the start, '^ ' after a leading space, ' ' after a note. While the pitch is read, `pitch` is its ceiling
 # (None: no bound); once read, the note's pitch. `chord` says the note's t is 0 so far.
@@ -146,11 +153,7 @@ def grammar_step(g: NoteGrammar, state: tuple, ch: str) -> tuple | None:
         if ch == ' ' and state == START: return START_SPACE
         return ('p', -1, kind != ' ' and g.dialect == 'compact', state[3], False) if ch == 'p' else None
     if kind == ':': return (ch, -1) + state[2:] if ch in g.next_fields(state[1], state[2]) else None
-    if ch not in DIGITS: return _end_field(g, state, ch)
-    v = state[1]
-    if v == 0: return None
-    nv = int(ch) if v < 0 else v * 10 + int(ch)
-    return (kind, nv) + state[2:] if _viable(nv, *_field_range(g, state)) else None
+    return _digit_step(state, ch, *_field_range(g, state)) if ch in DIGITS else _end_field(g, state, ch)
 
 def is_note_end(g: NoteGrammar, state: tuple) -> bool:
     "Does `state` close a complete note, so that the text may stop here?"
@@ -247,13 +250,9 @@ def decomposed_step(g: NoteGrammar, s: tuple, ch: str) -> tuple | None:
         if ch == ' ' and kind == '^': return START_SPACE
         return ('d', -1, 'd', 0, 0, 0, None) if ch == 'd' else None
     if kind in (' ', '\n', '|'): return (ch, -1) + s[2:] if ch == s[2] else None
-    if ch not in DIGITS:
-        if s[1] < _item_range(g, s)[0]: return None
-        return ('t', -1) + s[2:] if ch == 't' and kind == 'd' else _end_item(g, s, ch)
-    v = s[1]
-    if v == 0: return None
-    nv = int(ch) if v < 0 else v * 10 + int(ch)
-    return (kind, nv) + s[2:] if _viable(nv, *_item_range(g, s)) else None
+    if ch in DIGITS: return _digit_step(s, ch, *_item_range(g, s))
+    if s[1] < _item_range(g, s)[0]: return None
+    return ('t', -1) + s[2:] if ch == 't' and kind == 'd' else _end_item(g, s, ch)
 
 def decomposed_end(g: NoteGrammar, s: tuple) -> bool:
     "Does `s` complete the last item of a phrase's last line, so that the answer may stop here?"

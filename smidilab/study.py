@@ -51,6 +51,7 @@ class StudyConfig:
     score_precision: str = 'bf16'  # 'bf16' (autocast, as the arms train; about 3x faster on a CPU) or 'fp32'
     gen_prompts: int = 1           # test prompts per instrument that the winning arm continues (from different pieces)
     gen_samples: int = 4           # grammar-constrained samples per prompt
+    gen_max_tokens: int = 512      # most tokens of a sample (its budget is 1.25 × the longest true answer, up to this)
     boot: int = 200                # bootstrap resamples of the test pieces
     seed: int = 0                  # data order, model init, test answers, arm D's pieces, bootstrap
     workers: int = 2               # processes writing and encoding the corpus
@@ -268,7 +269,7 @@ def study_baselines(dataset, test: list[dict], tokenizer) -> dict:
 
 # %% ../nbs/17_study.ipynb #cfb5c2de
 # settings that change no arm's numbers (the samples keep their own settings beside them)
-_NOT_RESULTS = ('out_dir', 'figures_dir', 'arms', 'boot', 'workers', 'gen_prompts', 'gen_samples')
+_NOT_RESULTS = ('out_dir', 'figures_dir', 'arms', 'boot', 'workers', 'gen_prompts', 'gen_samples', 'gen_max_tokens')
 
 def check_study_folder(cfg: StudyConfig) -> Path:
     "Write out_dir/study_config.json, or refuse when the folder holds a study with other settings"
@@ -414,13 +415,15 @@ def _sample_record(r: dict, k: int, settings: dict, gcfg) -> dict:
 def sample_arm(cfg: StudyConfig, arm: str, ctx: dict) -> dict:
     "`gen_samples` constrained samples of arm `arm` per chosen test prompt (once per setting; kept in out_dir/samples)"
     from smidilab.generate import GenerateConfig, load_generator, sample
-    path, want = Path(cfg.out_dir)/'samples'/f'{arm}.json', {'arm': arm, 'prompts': cfg.gen_prompts, 'samples': cfg.gen_samples}
+    path = Path(cfg.out_dir)/'samples'/f'{arm}.json'
+    want = {'arm': arm, 'prompts': cfg.gen_prompts, 'samples': cfg.gen_samples, 'max_tokens': cfg.gen_max_tokens}
     if path.exists() and (kept := json.loads(path.read_text()))['settings'] == want: return kept
     gen, m = load_generator(str(Path(cfg.out_dir)/'arms'/arm/'run')), ctx['manifests'][ARMS[arm]['dialect']]
     chosen = sample_prompts(ctx['test'], cfg.gen_prompts, cfg.seed)
     texts = [render_example(t['prompt'], t['answer'], m, gen.tokenizer) for t in chosen]
     longest = max(len(gen.tokenizer(x['completion'])['input_ids']) for x in texts)
-    gcfg = GenerateConfig(n=cfg.gen_samples, batch_size=cfg.gen_samples, max_new_tokens=int(1.25 * longest) + 8, seed=cfg.seed)
+    budget = min(int(1.25 * longest) + 8, cfg.gen_max_tokens)
+    gcfg = GenerateConfig(n=cfg.gen_samples, batch_size=cfg.gen_samples, max_new_tokens=budget, seed=cfg.seed)
     start = time.time()
     results, timing = sample(gen, [(x['prompt'], t['instrument'], t['source']) for x, t in zip(texts, chosen)], gcfg)
     samples = [_sample_record(r, i // cfg.gen_samples, gen.settings, gcfg) for i, r in enumerate(results)]
@@ -436,7 +439,8 @@ def compare_samples(ctx: dict, samples: dict) -> dict:
     from smidilab.evaluate import EvalConfig, compare_by_instrument, source_metres, json_safe
     ref_dir = ctx['data']['paper']
     sources = [t['source'] for t in ctx['test']]
-    metres = source_metres(sources, ctx['manifests']['paper'], ref_dir, {'bpm': 120.0, 'beats_per_measure': 4.0, 'from': 'assumed'})
+    assumed = {'bpm': 120.0, 'beats_per_measure': 4.0, 'from': 'assumed'}   # 15_evaluate's default, for an unknown file
+    metres = source_metres(sources, ctx['manifests']['paper'], ref_dir, assumed)
     pieces = [notes_from_dict(s['notes']) for s in samples['samples']]
     sets = {'reference': ([t['answer'] for t in ctx['test']], [metres[s] for s in sources]),
             'generated': (pieces, [metres[s['source']] for s in samples['samples']])}
@@ -462,8 +466,9 @@ def summarize(cfg: StudyConfig, ctx: dict, scores: dict, arms: dict) -> dict:
                                 {r: s['tokens'] for r, s in scores.items() if s.get('tokens')}, cfg.seed, cfg.boot)
     best = best_baseline(table)
     diff = lambda a, b: paired_difference(scores[a]['bits'], scores[b]['bits'], notes, pieces, cfg.seed, cfg.boot)
-    rows = {r: v | _row_info(r, scores[r], arms, sum(notes)) | ({'minus_best_baseline': diff(r, best)} if best and r not in BASELINES else {})
-            for r, v in table.items()}
+    rows = {r: v | _row_info(r, scores[r], arms, sum(notes)) for r, v in table.items()}
+    for r in rows:
+        if best and r not in BASELINES: rows[r]['minus_best_baseline'] = diff(r, best)
     questions = {q: diff(a, b) | {'rows': [a, b], 'overlap': _overlap(rows[a], rows[b])}
                  for q, (a, b) in QUESTIONS.items() if a in scores and b in scores}
     return {'rows': rows, 'best_baseline': best, 'questions': questions, 'arms': arms, 'settings': asdict(cfg)}
@@ -488,13 +493,17 @@ def machine_description() -> str:
 
 # %% ../nbs/17_study.ipynb #0003cce0
 def _fmt(x, f='{:.2f}'): return '–' if x is None else f.format(x)
-def _ci(v: dict, f='{:.2f}') -> str: return f"{f.format(v['bits_per_note'])} [{', '.join(f.format(x) for x in v['ci95'])}]" if v['ci95'] else f.format(v['bits_per_note'])
+def _ci(v: dict, f='{:.2f}') -> str:
+    "A value and its 95 % interval, as `x [low, high]`"
+    est = f.format(v['bits_per_note'])
+    return f"{est} [{', '.join(f.format(x) for x in v['ci95'])}]" if v['ci95'] else est
 
 def _row_cells(r: str, v: dict) -> list:
-    return [r, v['what'] if v['model'] in BASELINES else v['model'], v['dialect'] + ('' if v['prompt'] else ', no prompt'), _fmt(v['trained_tokens'], '{:,}'),
+    model = v['what'] if v['model'] in BASELINES else v['model']
+    versus = _ci(v['minus_best_baseline'], '{:+.2f}') if 'minus_best_baseline' in v else '–'
+    return [r, model, v['dialect'] + ('' if v['prompt'] else ', no prompt'), _fmt(v['trained_tokens'], '{:,}'),
             _fmt(v['train_minutes'], '{:.1f}'), _fmt(v['score_minutes'], '{:.1f}'), _fmt(v['tokens_per_note']), _ci(v),
-            _fmt(v['pooled']), _ci(v['minus_best_baseline'], '{:+.2f}') if 'minus_best_baseline' in v else '–',
-            v['answers'], v['pieces']]
+            _fmt(v['pooled']), versus, v['answers'], v['pieces']]
 
 def _question_rows(questions: dict) -> list:
     ov = {True: 'yes', False: 'no', None: '–'}
@@ -515,7 +524,8 @@ def samples_markdown(s: dict) -> list[str]:
     counts = '; '.join(f"{i}: cut to {m[i]['length']} notes, {m[i]['reference_pieces']} of "
                        f"{m[i]['reference_pieces'] + m[i]['left_out']['reference']} test answers and {m[i]['generated_pieces']} of "
                        f"{m[i]['generated_pieces'] + m[i]['left_out']['generated']} samples compared" for i in insts)
-    cost = f"{t['constraint_ms_per_step']:.1f} ms per step, {100 * t['constraint_share']:.0f} % of the sampling time" if t.get('constraint_share') else 'not measured'
+    cost = (f"{t['constraint_ms_per_step']:.1f} ms per step, {100 * t['constraint_share']:.0f} % of the sampling time"
+            if t.get('constraint_share') else 'not measured')
     return [f"## Samples of the winning arm, `{s['settings']['arm']}` ({s['dialect']} dialect), grammar-constrained", '',
             f"{len(s['prompts'])} test prompts ({', '.join(sorted({p['instrument'] for p in s['prompts']}))}, from "
             f"{len({p['source'] for p in s['prompts']})} pieces) × {s['settings']['samples']} samples = {n} samples of at most "

@@ -12,21 +12,21 @@ import numpy as np
 import torch
 from fastcore.basics import patch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
-from .core import (NoteTable, MAX_BEND, NO_BEND, DEFAULT_TICKS_PER_SECOND, DEFAULT_BEND_RANGE,
+from .core import (NoteTable, SmidiError, MAX_BEND, NO_BEND, DEFAULT_TICKS_PER_SECOND, DEFAULT_BEND_RANGE,
                            take, with_columns, write_json, atomic_write, config_from_dict)
-from .codec import notes_to_text, text_to_notes, parse_text
+from .codec import notes_to_text, text_to_notes, parse_text, DECOMPOSED_PHRASE
 from .guitarpro import read_music
 from .export import export_notes
 from .dataset import system_prompt_for, build_prompt
 from .train import TrainConfig, load_run, load_base, base_config, base_tokenizer
 
 # %% auto #0
-__all__ = ['FIELDS', 'DIGITS', 'INSTRUMENT_PITCHES', 'START', 'START_SPACE', 'ALPHABET', 'RUN_DEFAULTS', 'RUN_KEYS',
-           'GenerateConfig', 'NoteGrammar', 'grammar_step', 'is_note_end', 'run_grammar', 'accepts', 'whole_notes',
-           'number_ebnf', 'grammar_ebnf', 'TokenStrings', 'token_strings', 'Moves', 'state_moves', 'Voices',
-           'NoteConstraint', 'Generator', 'load_generator', 'prompt_for', 'file_prompt_notes', 'writes_bends',
-           'notes_prompt_text', 'dataset_prompts', 'grammar_for', 'sample', 'sample_notes', 'sample_formats',
-           'write_sample', 'prompts_for', 'generate']
+__all__ = ['FIELDS', 'DIGITS', 'INSTRUMENT_PITCHES', 'START', 'START_SPACE', 'DECOMPOSED_EBNF', 'ALPHABET', 'RUN_DEFAULTS',
+           'RUN_KEYS', 'GenerateConfig', 'NoteGrammar', 'grammar_step', 'is_note_end', 'notes_closed', 'run_grammar',
+           'accepts', 'whole_notes', 'decomposed_step', 'decomposed_end', 'number_ebnf', 'grammar_ebnf', 'TokenStrings',
+           'token_strings', 'Moves', 'state_moves', 'Voices', 'NoteConstraint', 'Generator', 'load_generator',
+           'prompt_for', 'file_prompt_notes', 'writes_bends', 'notes_prompt_text', 'dataset_prompts', 'grammar_for',
+           'sample', 'sample_notes', 'sample_formats', 'write_sample', 'prompts_for', 'generate']
 
 # %% ../nbs/13_generate.ipynb #21a79cd8
 @dataclass
@@ -71,7 +71,7 @@ INSTRUMENT_PITCHES = {'piano': (21, 108), 'guitar': (33, 88), 'bass': (23, 67), 
 @dataclass(frozen=True)
 class NoteGrammar:
     "The notes a constrained sampler may write: dialect, value ranges, bends"
-    dialect: str = 'paper'       # 'paper' or 'compact'
+    dialect: str = 'paper'       # 'paper', 'compact' or 'decomposed'
     pitch: tuple = (0, 127)      # allowed pitch range
     velocity: tuple = (1, 127)   # allowed velocity range
     duration: tuple = (0, 3840)  # ticks (20 s at 192 ticks/s)
@@ -107,6 +107,13 @@ def _viable(v: int, lo: int, hi: int) -> bool:
         scale *= 10
     return False
 
+def _digit_step(state: tuple, ch: str, lo: int, hi: int) -> tuple | None:
+    "`state` with the digit `ch` added to its number, if that number can still end in [lo, hi] (no leading zeros)"
+    v = state[1]
+    if v == 0: return None
+    nv = int(ch) if v < 0 else v * 10 + int(ch)
+    return (state[0], nv) + state[2:] if _viable(nv, lo, hi) else None
+
 # a state: (kind, digits' value or -1, first note?, pitch, chord?); kind is a field letter, ':' between fields,
 # '^' at the start, '^ ' after a leading space, ' ' after a note. While the pitch is read, `pitch` is its ceiling
 # (None: no bound); once read, the note's pitch. `chord` says the note's t is 0 so far.
@@ -140,21 +147,24 @@ def _end_field(g: NoteGrammar, state: tuple, ch: str):
 @lru_cache(maxsize=None)
 def grammar_step(g: NoteGrammar, state: tuple, ch: str) -> tuple | None:
     "The automaton's state after reading `ch` in `state`, or None if `ch` cannot continue valid notes"
+    if g.dialect == 'decomposed': return decomposed_step(g, state, ch)
     kind = state[0]
     if kind in ('^', '^ ', ' '):
         if ch == ' ' and state == START: return START_SPACE
         return ('p', -1, kind != ' ' and g.dialect == 'compact', state[3], False) if ch == 'p' else None
     if kind == ':': return (ch, -1) + state[2:] if ch in g.next_fields(state[1], state[2]) else None
-    if ch not in DIGITS: return _end_field(g, state, ch)
-    v = state[1]
-    if v == 0: return None
-    nv = int(ch) if v < 0 else v * 10 + int(ch)
-    return (kind, nv) + state[2:] if _viable(nv, *_field_range(g, state)) else None
+    return _digit_step(state, ch, *_field_range(g, state)) if ch in DIGITS else _end_field(g, state, ch)
 
 def is_note_end(g: NoteGrammar, state: tuple) -> bool:
     "Does `state` close a complete note, so that the text may stop here?"
+    if g.dialect == 'decomposed': return decomposed_end(g, state)
     if state[0] not in FIELDS or state[1] < 0: return False
     return state[1] >= g.range_of(state[0])[0] and g.may_end_after(state[0], state[2])
+
+def notes_closed(g: NoteGrammar, state: tuple) -> int:
+    "Notes completed by the step into `state`: one at a note separator, a whole phrase where a decomposed phrase ends"
+    if g.dialect == 'decomposed': return DECOMPOSED_PHRASE if state[0] == '|' else 0
+    return int(state[0] == ' ')
 
 # %% ../nbs/13_generate.ipynb #bbff09db
 def run_grammar(g: NoteGrammar, text: str, state: tuple = START) -> tuple[tuple | None, int]:
@@ -172,13 +182,82 @@ def accepts(g: NoteGrammar, text: str) -> bool:
     return state is not None and is_note_end(g, state)
 
 def whole_notes(g: NoteGrammar, text: str, finished: bool) -> int:
-    "Length of the prefix of `text` holding only complete notes: all of it if it `finished` at EOS, else up to the last separator"
+    "Length of the prefix of `text` holding only complete notes: all of it if it `finished` at EOS, else up to the last separator (decomposed: the last phrase end)"
     state, cut = START, 0
     for i, ch in enumerate(text):
         state = grammar_step(g, state, ch)
         if state is None: break
-        if state[0] == ' ': cut = i
+        if notes_closed(g, state): cut = i
     return len(text) if finished and state is not None and is_note_end(g, state) else cut
+
+# %% ../nbs/13_generate.ipynb #7a51516f
+# a decomposed state: (kind, digits' value or -1, line, count, done, chords, ceiling). kind: a field letter while its number
+# is read, ' ' between items, '\n' at the start of a phrase's next line, '|' at the start of a new phrase. line: the line
+# being written ('d' rhythm, 'p' pitches, 'v' velocities, 'b' bends); count: the phrase's notes (known once the rhythm line
+# ends); done: items finished on the line; chords: bit k set when the phrase's note k (on the pitch line: counted from
+# the note being written) has t 0, so the next note sounds with it; ceiling: the highest pitch the next pitch item may
+# take (None: no bound), carried from a phrase's last pitch into the next phrase when a chord spans the boundary.
+_NEXT_LINE = {'d': 'p', 'p': 'v', 'v': 'b', 'b': None}
+
+def _chain(chords: int, left: int) -> int:
+    "Notes after the current one that sound with it (each lower than the one before), looking at most `left` ahead"
+    n = 0
+    while n < left and chords >> n & 1: n += 1
+    return n
+
+def _item_range(g: NoteGrammar, s: tuple) -> tuple:
+    "The values the item being read may take (a pitch leaves room below it for the rest of its chord)"
+    kind, _, _, count, done, chords, ceiling = s
+    if kind == 't': return max(1, g.gap[0]), g.gap[1]  # t is written only when it is not 0
+    if kind != 'p': return g.range_of(kind)
+    lo = g.pitch[0] + _chain(chords, count - 1 - done)
+    return lo, g.pitch[1] if ceiling is None else min(g.pitch[1], ceiling)
+
+def _chords_fit(g: NoteGrammar, chords: int, items: int, ceiling) -> bool:
+    "Can a phrase of `items` notes with these chord bits get falling pitches inside the range (the first below `ceiling`)?"
+    top = g.pitch[1] if ceiling is None else min(g.pitch[1], ceiling)
+    return (g.pitch[0] + _chain(chords, items - 1) <= top and
+            all(g.pitch[0] + _chain(chords >> k, items - 1 - k) <= g.pitch[1] for k in range(items)))
+
+# %% ../nbs/13_generate.ipynb #5ec9fc89
+def _close_item(s: tuple) -> tuple:
+    "(done, chords, ceiling) once the item of `s` is complete"
+    kind, v, line, _, done, chords, ceiling = s
+    if line == 'd': return done + 1, chords | (kind == 'd') << done, ceiling  # no t: the next note starts with this one
+    if line == 'p': return done + 1, chords >> 1, v - 1 if chords & 1 else None
+    return done + 1, chords, ceiling
+
+def _end_item(g: NoteGrammar, s: tuple, ch: str):
+    "The state after a separator `ch` ends an item: the next item of the line, the next line, or the next phrase"
+    line, count = s[2], s[3]
+    n, chords, ceiling = _close_item(s)
+    if line == 'd':
+        if not _chords_fit(g, chords, n + (ch == ' '), ceiling): return None
+        if ch == ' ': return (' ', -1, 'd', 0, n, chords, ceiling) if n < DECOMPOSED_PHRASE else None
+        return ('\n', -1, 'p', n, 0, chords, ceiling) if ch == '\n' else None
+    if ch == ' ': return (' ', -1, line, count, n, chords, ceiling) if n < count else None
+    if ch != '\n' or n != count: return None
+    nxt = _NEXT_LINE[line] if line != 'v' or g.bends else None
+    if nxt: return ('\n', -1, nxt, count, 0, 0, ceiling)
+    if count < DECOMPOSED_PHRASE or (ceiling is not None and ceiling < g.pitch[0]): return None  # only the last phrase is short
+    return ('|', -1, 'd', 0, 0, 0, ceiling)
+
+# %% ../nbs/13_generate.ipynb #e49ac3dc
+def decomposed_step(g: NoteGrammar, s: tuple, ch: str) -> tuple | None:
+    "The decomposed automaton's state after reading `ch` in `s`, or None if `ch` cannot continue a valid answer"
+    kind = s[0]
+    if kind in ('^', '^ '):
+        if ch == ' ' and kind == '^': return START_SPACE
+        return ('d', -1, 'd', 0, 0, 0, None) if ch == 'd' else None
+    if kind in (' ', '\n', '|'): return (ch, -1) + s[2:] if ch == s[2] else None
+    if ch in DIGITS: return _digit_step(s, ch, *_item_range(g, s))
+    if s[1] < _item_range(g, s)[0]: return None
+    return ('t', -1) + s[2:] if ch == 't' and kind == 'd' else _end_item(g, s, ch)
+
+def decomposed_end(g: NoteGrammar, s: tuple) -> bool:
+    "Does `s` complete the last item of a phrase's last line, so that the answer may stop here?"
+    kind, v, line, count, done = s[:5]
+    return kind == line == ('b' if g.bends else 'v') and v >= _item_range(g, s)[0] and done + 1 == count
 
 # %% ../nbs/13_generate.ipynb #c4d5e6f7
 def _digits(x: int, y: int) -> str: return f'"{x}"' if x == y else f'[{x}-{y}]'
@@ -211,8 +290,12 @@ def _tail(g: NoteGrammar, q: int) -> str:
     if not g.is_required('t', False): alts.append(f'{bend}{chord}'.strip() or '""')  # compact: t left out = 0
     return '(' + ' | '.join(alts) + ')'
 
+DECOMPOSED_EBNF = ("the decomposed dialect has no EBNF form: pitches inside a chord must fall, and which notes form chords is "
+                   "fixed by the rhythm line written before the pitch line (2^15 patterns per phrase length); use NoteConstraint")
+
 def grammar_ebnf(g: NoteGrammar) -> str:
-    "The language of `g` as EBNF (xgrammar's dialect), for other constrained decoders"
+    "The language of `g` as EBNF (xgrammar's dialect), for other constrained decoders (not for the decomposed dialect)"
+    if g.dialect == 'decomposed': raise SmidiError(DECOMPOSED_EBNF)
     lo, hi, paper = *g.pitch, g.dialect == 'paper'
     lines = [f'root ::= " "? {"note" if paper else "first"}_{hi}', f'vel ::= {number_ebnf(*g.velocity)}',
              f'dur ::= {number_ebnf(*g.duration)}', f'gap ::= {number_ebnf(max(1, g.gap[0]), g.gap[1])}'] + \
@@ -226,7 +309,7 @@ def grammar_ebnf(g: NoteGrammar) -> str:
     return '\n'.join(lines) + '\n'
 
 # %% ../nbs/13_generate.ipynb #7334c2e9
-ALPHABET = frozenset('pvdtb:' + DIGITS + ' ')
+ALPHABET = frozenset('pvdtb:' + DIGITS + ' \n')  # the newline separates the lines of a decomposed phrase
 
 @dataclass
 class TokenStrings:
@@ -279,7 +362,7 @@ def _walk(g: NoteGrammar, state: tuple, text: str):
     for ch in text:
         state = grammar_step(g, state, ch)
         if state is None: return None
-        closed += state[0] == ' '
+        closed += notes_closed(g, state)
     return state, closed
 
 def _compute_moves(g, table, state) -> Moves:
@@ -319,6 +402,10 @@ class Voices:
 class NoteConstraint(LogitsProcessor):
     "Masks every token that cannot continue valid notes of `grammar` (one, or one per row); one per `generate` call"
     def __init__(self, tokenizer, grammar: NoteGrammar | list, max_notes: int = 0, max_polyphony: int = 0):
+        each = grammar if isinstance(grammar, list) else [grammar]
+        if (max_notes or max_polyphony) and any(x.dialect == 'decomposed' for x in each):
+            raise SmidiError("max_notes and max_polyphony follow the notes as they are written, and a decomposed phrase "
+                             "writes its notes line by line: leave both at 0 for the decomposed dialect")
         self.table, self.grammars = token_strings(tokenizer), grammar
         self.max_notes, self.max_polyphony = max_notes, max_polyphony
         self.states, self.closed, self.seconds, self.steps = None, None, 0.0, 0

@@ -160,15 +160,17 @@ def test_grammar_accepts_every_written_text(rows, dialect):
     text = notes_to_text(notes, bends=True, dialect=dialect)
     if max(np.diff(np.append(notes.onset, notes.end))) <= 3840: assert accepts(NoteGrammar(dialect), text), text
 
+@pytest.mark.parametrize('dialect', ['paper', 'compact'])   # the decomposed dialect has no EBNF form (its chords)
 @pytest.mark.parametrize('instrument', ['piano', 'guitar'])
-def test_same_tokens_as_xgrammar(gen, instrument):
+def test_same_tokens_as_xgrammar(gen, instrument, dialect):
     "xgrammar on the production grammar's EBNF masks exactly what NoteConstraint masks: same seeds, same samples"
     import xgrammar as xgr
     from smidilab.generate import NoteConstraint
-    g = grammar_for(gen.settings | {'instrument': instrument}, GenerateConfig())
+    g = grammar_for(gen.settings | {'instrument': instrument, 'dialect': dialect}, GenerateConfig())
     info = xgr.TokenizerInfo.from_huggingface(gen.tokenizer, vocab_size=gen.model.config.vocab_size)
     compiled = xgr.GrammarCompiler(info).compile_grammar(grammar_ebnf(g))
-    enc = gen.tokenizer(['p60:v80:d96:t96'] * 4, return_tensors='pt')
+    prompt = 'p60:v80:d96:t96' if dialect == 'paper' else 'p60v80d96t96'
+    enc = gen.tokenizer([prompt] * 4, return_tensors='pt')
     def run(proc):
         torch.manual_seed(0)
         out = gen.model.generate(**enc, do_sample=True, top_p=0.95, top_k=0, max_new_tokens=40, logits_processor=[proc],
@@ -176,7 +178,12 @@ def test_same_tokens_as_xgrammar(gen, instrument):
         return gen.tokenizer.batch_decode(out[:, enc['input_ids'].shape[1]:], skip_special_tokens=True)
     ours = run(NoteConstraint(gen.tokenizer, g))
     assert ours == run(xgr.contrib.hf.LogitsProcessor(compiled))
-    assert sum(len(t) for t in ours) > 100 and g.bends == (instrument == 'guitar')
+    assert sum(len(t) for t in ours) > (100 if dialect == 'paper' else 40) and g.bends == (instrument == 'guitar')
+
+
+def test_decomposed_grammar_has_no_ebnf():
+    from smidilab.core import SmidiError
+    with pytest.raises(SmidiError, match='no EBNF form'): grammar_ebnf(NoteGrammar('decomposed'))
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.integers(21, 108), st.integers(0, 3)), min_size=2, max_size=6), st.sampled_from(['paper', 'compact']))
@@ -252,3 +259,94 @@ def test_notebook_runs_under_papermill(tmp_path, run_dir):
     result = json.loads((tmp_path/'gen'/'generation.json').read_text())
     assert result['settings']['run'] == str(run_dir) and result['config']['n'] == 1
     assert (tmp_path/'gen'/'sample_0.mid').exists()
+
+
+# The decomposed dialect: counts that must agree across a phrase's lines
+
+@st.composite
+def unison_free_notes(draw, max_notes=40):
+    "Notes within the grammar's bounds, chords included (gap 0), never two of one pitch at one onset"
+    rows = draw(st.lists(st.tuples(st.integers(0, 127), st.integers(1, 127), st.integers(0, 3840),
+                                   st.one_of(st.just(0), st.integers(1, 3840)), st.integers(0, 45)),
+                         min_size=1, max_size=max_notes))
+    p, v, d, t, b = (np.array(c) for c in zip(*rows))
+    onset = np.cumsum(np.r_[0, t[:-1]])
+    keep = sorted({(o, q): i for i, (o, q) in enumerate(zip(onset, p))}.values())
+    bent = draw(st.booleans())
+    notes = NoteTable(pitch=p[keep], velocity=v[keep], onset=onset[keep], duration=d[keep],
+                      bend=b[keep] if bent else None, end=int(onset[keep][-1] + draw(st.integers(0, 3840))),
+                      instrument='guitar' if bent else 'piano')
+    return notes, bent
+
+@given(unison_free_notes())
+@settings(max_examples=150, deadline=None)
+def test_decomposed_grammar_accepts_every_written_text_and_no_count_mismatch(case):
+    "Every decomposed text the codec writes is accepted; one item more or less on any line is not"
+    notes, bends = case
+    g = NoteGrammar('decomposed', bends=bends)
+    text = notes_to_text(notes, bends=bends, dialect='decomposed')
+    assert accepts(g, text), text
+    assert text_to_notes(text, dialect='decomposed', instrument=notes.instrument) == notes
+    lines = text.split('\n')
+    for k, line in enumerate(lines):
+        items = line.split(' ')
+        if k % (4 if bends else 3) or len(items) < 16:   # a full rhythm line cannot grow
+            longer = lines[:k] + [line + ' ' + items[-1]] + lines[k + 1:]
+            assert not accepts(g, '\n'.join(longer)), (k, longer)
+        if len(items) > 1:
+            shorter = lines[:k] + [' '.join(items[:-1])] + lines[k + 1:]
+            assert not accepts(g, '\n'.join(shorter)), (k, shorter)
+
+@given(unison_free_notes(), st.integers(0, 400))
+@settings(max_examples=100, deadline=None)
+def test_decomposed_truncation_keeps_whole_phrases(case, cut):
+    "A decomposed text cut anywhere keeps only whole phrases of the full text, and parses strictly"
+    notes, bends = case
+    g = NoteGrammar('decomposed', bends=bends)
+    text = notes_to_text(notes, bends=bends, dialect='decomposed')
+    kept = text[:whole_notes(g, text[:cut], finished=cut >= len(text))]
+    per = 4 if bends else 3
+    lines = kept.split('\n') if kept else []
+    assert len(lines) % per == 0 and text.startswith(kept)
+    assert len(text_to_notes(kept, dialect='decomposed')) == (len(notes) if kept == text else 16 * len(lines) // per)
+
+class _Adversary(torch.nn.Module):
+    "Scores that push a decomposed answer towards mismatched counts: long rhythm lines, every other line ended at once"
+    def __init__(self, tokenizer, prompt_len):
+        super().__init__()
+        self.tok, self.prompt_len = tokenizer, prompt_len
+        texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+        self.space = torch.tensor([t.startswith(' ') for t in texts])
+        self.newline = torch.tensor(['\n' in t for t in texts])
+
+    def __call__(self, input_ids, scores):
+        for r, ids in enumerate(input_ids):
+            line = self.tok.decode(ids[self.prompt_len:]).split('\n')[-1].lstrip(' ')
+            scores[r, :len(self.space)] += 20 * (self.space if line.startswith('d') or not line else self.newline)
+        return scores
+
+def _counts_agree(text: str, bends: bool) -> bool:
+    "Independent check of a decomposed prefix: each line as long as its phrase's rhythm line (the text's last line at most)"
+    lines, per = text.lstrip(' ').split('\n'), 4 if bends else 3
+    size = lambda k: len(lines[k].split(' '))
+    return all(size(k) == size(k - k % per) if k < len(lines) - 1 else size(k) <= size(k - k % per) for k in range(len(lines)))
+
+def test_decomposed_answer_with_mismatched_counts_cannot_be_generated(gen):
+    "An adversary favours long rhythm lines and ending every later line at once; under NoteConstraint the counts still agree"
+    from transformers import LogitsProcessorList
+    from smidilab.generate import NoteConstraint
+    tok = gen.tokenizer
+    enc = tok(['d96t96\np60\nv80\n'] * 6, return_tensors='pt')
+    adversary = _Adversary(tok, enc['input_ids'].shape[1])
+    assert not _counts_agree('d96 d48\np60\nv80 v80', False) and _counts_agree('d96 d48\np60 p59\nv80', False)
+    for bends in (False, True):
+        g = grammar_for(gen.settings | {'dialect': 'decomposed', 'bends': bends, 'instrument': 'guitar'}, GenerateConfig())
+        torch.manual_seed(0)
+        out = gen.model.generate(**enc, do_sample=True, max_new_tokens=220, pad_token_id=tok.pad_token_id,
+                                 logits_processor=LogitsProcessorList([adversary, NoteConstraint(tok, g)]))
+        texts = tok.batch_decode(out[:, enc['input_ids'].shape[1]:], skip_special_tokens=True)
+        for text in texts:
+            assert run_grammar(g, text)[0] is not None, text
+            assert len(text.lstrip(' ').split('\n')[0].split(' ')) > 1, text   # the adversary got its long rhythm line ...
+            assert _counts_agree(text, bends), text                  # ... and no later line ended early
+        assert sum(t.count('\n') for t in texts) >= 6 * (3 if bends else 2)   # every sample went past its pitch line

@@ -84,7 +84,7 @@ QUESTIONS = {  # question -> (row, row it is compared with); the difference is t
 PRESETS = {
     'toy': {},
     'study': dict(chorales=240, palestrina=80, folk=120, riffs=48, max_tokens=1024, subset_pieces=40, test_per_piece=4,
-                  base_model='smollm2', train_preset='cpu', budget_tokens=150_000, scratch_learning_rate=5e-4,
+                  base_model='smollm2', train_preset='cpu', budget_tokens=120_000, scratch_learning_rate=5e-4,
                   eval_samples=8, boot=2000, gen_prompts=2, gen_samples=16),
 }
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/study_plan.py            # about 12 minutes on 2 quiet cores
     .venv/bin/python benchmarks/study_plan.py --quick    # one small budget: per-arm wall time only
 
-Runs the study's own code (nbs/17_study.ipynb: the `study` preset's model, train preset and scoring) on a small corpus
+Runs the study's own code (nbs/24_study.ipynb: the `study` preset's model, train preset and scoring) on a small corpus
 at two token budgets, for three arms that bracket the costs: `paper` (LoRA, ~1,000-token sequences), `compact` (LoRA
 with whole-field tokens, ~400-token sequences) and `scratch` (every weight trained). The difference of the two runs'
 training times over the difference of their tokens is the cost per trained token (loading and evaluations cancel out);
@@ -23,7 +23,7 @@ from smidilab.study import make_study_config, run_study, plan_minutes, machine_d
 REPO = Path(__file__).resolve().parents[1]
 ARMS = ['paper', 'compact', 'scratch']
 SMALL = dict(chorales=12, palestrina=4, folk=8, riffs=6, test_per_piece=2, subset_pieces=2, eval_samples=2)
-BASE_FIXED_MINUTES = 14  # the study's data (about 3 min), model loads and scoring ten rows, measured in phase 1 (17_study)
+BASE_FIXED_MINUTES = 14  # the study's data (about 3 min), model loads and scoring ten rows, measured in phase 1 (24_study)
 
 
 def _pieces(cfg) -> int: return cfg.chorales + cfg.palestrina + cfg.folk + cfg.riffs

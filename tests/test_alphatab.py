@@ -2,7 +2,7 @@
 
 For every fixture, every structure file of `test_guitarpro`, and every GP5 that `write_gp5` writes from them, per
 pitched track: the note count, the bent-note count and the onsets must equal alphaTab's, under the conventions listed in
-nbs/03_guitarpro.ipynb ("Checked against alphaTab"). The test installs alphaTab into a cache folder outside the
+nbs/05_guitarpro.ipynb ("Checked against alphaTab"). The test installs alphaTab into a cache folder outside the
 repository (~/.cache/smidilab, or $SMIDILAB_CACHE) and skips, saying why, only when node/npm or the npm registry are
 absent. One Node process reads all files.
 """

@@ -108,4 +108,4 @@ def test_train_rejects_a_misspelt_parameter(tmp_path):
     r = smidilab('train', '--preset', 'tiny', '-p', 'lora_rank', '4', '-p', 'out_dir', tmp_path / 'run')
     assert r.returncode == 2, r.stderr
     assert "unknown TrainConfig field 'lora_rank' (did you mean 'lora_r'?)" in r.stderr
-    assert not (tmp_path / 'run' / '12_train.ipynb').exists()     # refused before the notebook ran
+    assert not (tmp_path / 'run' / '17_train.ipynb').exists()     # refused before the notebook ran

@@ -249,7 +249,7 @@ def test_only_bad_inputs_fail_with_the_inputs_and_reasons(tmp_path, capsys):
     code = run_job('prepare', dict(midi_dirs=[str(bad)], out_dir=str(tmp_path/'ds')), tmp_path, log=False)
     err = capsys.readouterr().err
     assert code == 1 and 'no usable input' in err and 'IndexError' not in err, err
-    nb = json.loads((tmp_path/'11_dataset.ipynb').read_text())
+    nb = json.loads((tmp_path/'15_dataset.ipynb').read_text())
     shown = ''.join(o.get('evalue', '') for c in nb['cells'] for o in c.get('outputs', []))
     assert 'empty.mid' in shown and 'noise.mid' in shown and 'none of the 2 input file(s) converted' in shown
     assert not (tmp_path/'ds'/'manifest.json').exists()

@@ -131,7 +131,7 @@ def run_figures(out: Path, inputs: Path) -> dict:
     from smidilab.cli import main
     params = {'run_dir': inputs, 'eval_dir': inputs, 'tokens_json': inputs/'tokens.json'}
     assert main(['figures', '-o', str(out)] + [x for k, v in params.items() for x in ('-p', k, str(v))]) == 0
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != '16_figures.ipynb'}  # the executed job
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.name != '23_figures.ipynb'}  # the executed job
 
 
 def test_figures_notebook_is_complete_and_reproducible(tmp_path):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-NOTEBOOK = '06_augment.ipynb'  # a whole stage notebook, demos and checks included, that runs in seconds
+NOTEBOOK = '09_augment.ipynb'  # a whole stage notebook, demos and checks included, that runs in seconds
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ from smidilab.likelihood import _components, _spelling_prob
 
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
-    "The small dataset 14_likelihood builds from the embedded corpus, and its answer records per split"
+    "The small dataset 20_likelihood builds from the embedded corpus, and its answer records per split"
     path = demo_dataset(tmp_path_factory.mktemp('demo') / 'data')
     ds, _ = load_reference(path)
     return path, {s: [answer_record(r) for r in ds[s]] for s in ds}

@@ -17,7 +17,7 @@ def run_dir(tmp_path_factory):
 def test_every_stage_ran_and_kept_its_notebook(run_dir):
     status = json.loads((run_dir / 'status.json').read_text())
     assert list(status['done']) == ['prepare', 'train', 'generate', 'evaluate', 'figures']
-    for nb in ['11_dataset', '12_train', '13_generate', '15_evaluate', '16_figures']:
+    for nb in ['15_dataset', '17_train', '19_generate', '22_evaluate', '23_figures']:
         cells = json.loads((run_dir / 'notebooks' / f'{nb}.ipynb').read_text())['cells']
         assert not any(o.get('output_type') == 'error' for c in cells for o in c.get('outputs', []))
 
@@ -66,7 +66,7 @@ def test_a_failing_stage_stops_the_run_and_names_the_cell(tmp_path):
     r = subprocess.run([str(exe), 'run', '--preset', 'tiny', '--midi', str(tmp_path / 'missing'), '-o', str(tmp_path / 'o')],
                        capture_output=True, text=True)
     assert r.returncode == 1
-    assert 'stage 11_dataset failed in cell' in r.stderr and 'missing' in r.stderr
+    assert 'stage 15_dataset failed in cell' in r.stderr and 'missing' in r.stderr
     assert json.loads((tmp_path / 'o' / 'status.json').read_text() if (tmp_path / 'o' / 'status.json').exists()
                       else '{"done": {}}')['done'] == {}
-    assert (tmp_path / 'o' / 'notebooks' / '11_dataset.ipynb').exists()
+    assert (tmp_path / 'o' / 'notebooks' / '15_dataset.ipynb').exists()

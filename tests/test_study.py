@@ -31,7 +31,7 @@ def test_every_arm_trained_on_the_same_budget(study):
         assert info['tokens'] > budget / 2, (name, info)   # the budget buys examples until the next one would overrun it
     assert arms['augment-0']['examples'] > arms['augment-0']['distinct']   # arm D's x0 run repeats its few pieces
     run = json.loads((study / 'study' / 'arms' / 'scratch' / 'run' / 'run_config.json').read_text())
-    assert (run['backend'], run['init']) == ('full', 'random')          # the scratch arm is 12_train's full training
+    assert (run['backend'], run['init']) == ('full', 'random')          # the scratch arm is 17_train's full training
 
 
 def test_every_row_is_scored_on_the_same_answers(study):
@@ -84,7 +84,7 @@ def test_report_and_figure(study):
     assert 'toy preset, commit ' in md or 'toy preset, an unknown commit' in md
     assert '## Samples of the winning arm' in md and '| pitch_range |' in md
     assert (study / 'study' / 'study_bits_per_note.png').stat().st_size > 1000
-    cells = json.loads((study / 'notebooks' / '17_study.ipynb').read_text())['cells']
+    cells = json.loads((study / 'notebooks' / '24_study.ipynb').read_text())['cells']
     assert not any(o.get('output_type') == 'error' for c in cells for o in c.get('outputs', []))
 
 

@@ -10,7 +10,7 @@ from smidilab.train import (TrainConfig, make_config, prepare_run, train, load_r
                             run_tokenizer, write_toy_dataset, check_config, load_unsloth)
 from smidilab.explore import read_metrics
 
-NB = Path(__file__).parents[1]/'nbs'/'12_train.ipynb'
+NB = Path(__file__).parents[1]/'nbs'/'17_train.ipynb'
 STEPS = 6
 
 def tiny(tmp, name, **kw):
@@ -129,7 +129,7 @@ def _job(tmp, **config) -> tuple[int, dict]:
     "Run the train notebook as `smidilab train` does (its job section); the exit code and the executed notebook"
     from smidilab.run import run_job
     code = run_job('train', config, tmp, preset='tiny', log=False)
-    return code, json.loads((tmp/'12_train.ipynb').read_text())
+    return code, json.loads((tmp/'17_train.ipynb').read_text())
 
 def _outputs(nb) -> str:
     text = lambda t: ''.join(t) if isinstance(t, list) else t

@@ -3,7 +3,7 @@
 //
 // alphaTab decides the playing order (repeats, alternate endings, directions), the bar and beat times (tuplets,
 // dots, grace notes), the tempo map, ties and bends. This script only lists what it decided, applying smidilab's
-// conventions where the two readers count differently (see nbs/03_guitarpro.ipynb, "Checked against alphaTab"):
+// conventions where the two readers count differently (see nbs/05_guitarpro.ipynb, "Checked against alphaTab"):
 // - dead notes are not notes; a tie continues its origin unless the origin stopped sounding before the tie (a rest
 //   lies between them): then the tie is a note of its own;
 // - pitch is the fretted pitch (string tuning + capo + fret), also for harmonics;

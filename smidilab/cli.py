@@ -33,8 +33,7 @@ class SettingsHelp(argparse.Action):
                          help='show this help and every -p setting, then exit')
         self.stage = stage
     def __call__(self, parser, namespace, values, option_string=None):
-        parser.epilog = settings_help(self.stage)
-        parser.print_help(); parser.exit()
+        parser.epilog = settings_help(self.stage); parser.print_help(); parser.exit()
 
 def stage_parser(sub, stage: str, help: str) -> argparse.ArgumentParser:
     "A subcommand running `stage`, whose options default to absent and which takes -p KEY VALUE settings"
@@ -124,8 +123,7 @@ def _add_encode_decode(sub):
     _common_text_args(p)
     p.add_argument('--bends', action='store_true', help='write :b on every note (default: guitar, bass or bent notes)')
     p.add_argument('--curves', action='store_true', help='write bend curves :b<v1>-<v2>-…')
-    p.add_argument('--track', default='auto', help='Guitar Pro track: auto, all or a number')
-    p.set_defaults(func=cmd_encode)
+    p.add_argument('--track', default='auto', help='Guitar Pro track: auto, all or a number'); p.set_defaults(func=cmd_encode)
     p = sub.add_parser('decode', help='Simplified MIDI text → MIDI / WAV / PNG / GP5')
     p.add_argument('inputs', nargs='+', help='text files or folders of .txt')
     _common_text_args(p)

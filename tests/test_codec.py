@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 import re
-from smidilab.core import NoteTable, canonical, canonical_order, NO_BEND
+from smidilab.core import NoteTable, canonical_order
 from smidilab.codec import (notes_to_text, text_to_notes, parse_text, convert_dialect, quantize_bend,
                             dequantize_bend, ParseError, fit_to_bounds, tick_bound)
 from conftest import SEED, need
@@ -61,7 +61,7 @@ def test_dialects_convert_losslessly(notes):
 @given(st.text(max_size=300))
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_lenient_parser_never_raises(text):
-    for dialect in ('paper', 'compact'):
+    for dialect in ('paper', 'compact', 'decomposed'):
         notes, report = parse_text(text, dialect=dialect)
         assert len(notes) == report.notes
 

@@ -317,7 +317,8 @@ def test_bends_exactly_on_bent_notes(name):
 
 @pytest.mark.parametrize('path', READABLE, ids=[p.name for p in READABLE])
 def test_midi_rendering_keeps_every_note_and_bend(path):
-    from smidilab.midi import midi_bytes, read_midi
+    from smidilab.midi import read_midi
+    from smidilab.midiwrite import midi_bytes
     notes = read_gp(path, track='all')
     back = read_midi(midi_bytes(notes), ticks_per_second=notes.ticks_per_second, bend_range=notes.bend_range)
     assert back == with_columns(notes, curve=None)

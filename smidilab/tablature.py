@@ -10,7 +10,7 @@ import numpy as np
 import guitarpro as gp
 from .core import NoteTable, SmidiError, atomic_path, NO_BEND, DEFAULT_BEND_RANGE
 from .codec import dequantize_bend
-from .guitarpro import QUARTER
+from .gpfile import QUARTER
 
 # %% auto #0
 __all__ = ['STANDARD_TUNING', 'BASS_TUNING', 'UNITS_PER_QUARTER', 'STRAIGHT', 'TRIPLET', 'FIT_GRIDS', 'METRES', 'GUITAR_TUNINGS',

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from smidilab.core import NoteTable, InputFileError, SmidiError, convert_one, with_columns, take, NO_BEND
 from smidilab.codec import notes_to_text, text_to_notes, dequantize_bend
-from smidilab.guitarpro import read_gp, read_gp_report, read_music, read_music_report, open_gp, track_summaries, scan_gp
+from smidilab.gpfile import open_gp, track_summaries, scan_gp
+from smidilab.guitarpro import read_gp, read_gp_report, read_music, read_music_report
 from smidilab.tablature import write_gp5
 from conftest import FIXTURES, LOGS, need
 

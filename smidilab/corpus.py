@@ -11,7 +11,8 @@ from .core import NoteTable, SmidiError, shift_to_zero, with_columns, convert_fi
 from .codec import extreme_bend
 from .midiwrite import write_midi
 from .guitarpro import semitones_to_bend
-from .tablature import write_gp5, STANDARD_TUNING
+from .fingering import STANDARD_TUNING
+from .tablature import write_gp5
 
 # %% auto #0
 __all__ = ['PART_VELOCITIES', 'RIFF_VELOCITIES', 'STUDY_TUNINGS', 'BEND_DEPTHS', 'BEND_SHAPES', 'RHYTHMS', 'DEFAULT_PIECES',

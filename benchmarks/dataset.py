@@ -12,7 +12,7 @@ os.environ.setdefault('TOKENIZERS_PARALLELISM', 'true')
 import numpy as np
 from smidilab.core import NoteTable
 from smidilab.dataset import DatasetConfig, build_dataset
-from smidilab.midi import midi_bytes
+from smidilab.midiwrite import midi_bytes
 from smidilab.tokens import load_tokenizer
 
 LLAMA2 = Path(os.environ.get('SMIDILAB_SHARED', Path(__file__).resolve().parents[2]/'shared'))/'tokenizers'/'llama2'/'tokenizer.model'

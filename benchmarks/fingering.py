@@ -4,7 +4,7 @@
     python benchmarks/fingering.py DIR [--min-notes 8]
 
 Fingering: every pitched track of every file is read as written (pyguitarpro, no repeats), its notes are given to
-`smidilab.tablature.assign_strings` with the track's own tuning, and the (string, fret) chosen is compared with the
+`smidilab.fingering.assign_strings` with the track's own tuning, and the (string, fret) chosen is compared with the
 score's. A table per file (notes, % matched) and the mean over files; files with fewer than `--min-notes` notes are
 listed but left out of the mean.
 
@@ -19,7 +19,7 @@ sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__)
 import numpy as np
 import guitarpro as gp
 from smidilab.core import find_inputs, GP_EXTS
-from smidilab import tablature
+from smidilab import fingering, tablature
 
 DEFAULT = Path(__file__).resolve().parents[1] / 'tests' / 'fixtures' / 'guitarpro'
 
@@ -51,8 +51,8 @@ def fingering_rows(paths: list, min_notes: int) -> list:
             if not notes: continue
             pitch, start, end, string, bent = (np.array(c) for c in zip(*notes))
             order = np.lexsort((-pitch, start))
-            kw = {'bent': bent[order]} if 'bent' in inspect.signature(tablature.assign_strings).parameters else {}
-            ours, _ = tablature.assign_strings(pitch[order], start[order], end[order], tuning, max(24, t.fretCount), **kw)
+            kw = {'bent': bent[order]} if 'bent' in inspect.signature(fingering.assign_strings).parameters else {}
+            ours, _ = fingering.assign_strings(pitch[order], start[order], end[order], tuning, max(24, t.fretCount), **kw)
             rows.append((p.name, t.number, len(notes), int((np.asarray(ours) == string[order]).sum())))
     return rows
 

@@ -4,9 +4,9 @@
     python benchmarks/guitarpro_speed.py ~/dadagp --repeat 1   # any folder, searched recursively
 
 Reading covers parsing, track choice, repeats, tempo map, ties and bends (`read_gp`, track 'auto') and writing the
-text (`notes_to_text`, curve form); a `parse` column times the file reading alone (`scan_gp` when it exists, else
-pyguitarpro). A last row times `write_gp5` on what was read. One core, CPU time, best of `--repeat` runs (on a shared
-machine the best run is the least disturbed). Prints a table; asserts nothing.
+text (`notes_to_text`, curve form); a `parse` column times the file reading alone (`scan_gp`). A last row times
+`write_gp5` on what was read. One core, CPU time, best of `--repeat` runs (on a shared machine the best run is the
+least disturbed). Prints a table; asserts nothing.
 """
 import argparse, os, platform, sys, tempfile, time
 from pathlib import Path
@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]
 from smidilab.core import find_inputs, GP_EXTS, InputFileError
 from smidilab.codec import notes_to_text
+from smidilab.gpfile import scan_gp
 from smidilab.guitarpro import read_gp
 from smidilab.tablature import write_gp5
 
@@ -29,9 +30,8 @@ def best_time(fn, repeat: int) -> float:
 
 
 def parse(path: Path):
-    "The file read into memory: our measures reader when this version has it, else pyguitarpro"
-    import smidilab.guitarpro as g
-    return g.scan_gp(path) if hasattr(g, 'scan_gp') else g.open_gp(path)
+    "The file read into memory by our measures reader"
+    return scan_gp(path)
 
 
 def bench_file(path: Path, repeat: int) -> tuple[int, float, float]:

@@ -87,7 +87,8 @@ def write_midi_corpus(folder: Path, n_files: int, target: int) -> int:
 def write_gp_corpus(folder: Path, n_files: int, riffs: int) -> int:
     "Write `n_files` Guitar Pro 5 files of `riffs` riffs each, with bends (kept if present); their total number of notes"
     from smidilab.corpus import guitar_riff, riff_notes
-    from smidilab.tablature import write_gp5, STANDARD_TUNING
+    from smidilab.fingering import STANDARD_TUNING
+    from smidilab.tablature import write_gp5
     total = 0
     for k in range(n_files):
         parts = [guitar_riff(k * riffs + j) for j in range(riffs)]

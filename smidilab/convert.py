@@ -264,7 +264,7 @@ def encode_files(inputs: list,                       # files or folders of .mid/
                  curves: bool = False,                # write bend curves `:b<v1>-…`
                  workers: int = 1, progress: bool = True) -> dict:
     "Encode every input to Simplified MIDI text under `out_dir`; returns the report (also written to report.json)"
-    from smidilab.guitarpro import GP67_EXTS
+    from smidilab.gpfile import GP67_EXTS
     check_options(ticks_per_second, bend_range, dialect, workers, track)
     paths = find_inputs(inputs, MIDI_EXTS + GP_EXTS + GP67_EXTS, exclude=out_dir, broken=True)  # GP6/7: to report them
     plan = plan_outputs([p for p in paths if p.suffix.lower() not in GP67_EXTS], inputs, out_dir, '.txt')

@@ -9,9 +9,10 @@ from typing import Sequence
 import numpy as np
 from .core import NoteTable, SmidiError, shift_to_zero, with_columns, convert_files, DEFAULT_TICKS_PER_SECOND, NO_BEND
 from .codec import extreme_bend
-from .midi import write_midi
+from .midiwrite import write_midi
 from .guitarpro import semitones_to_bend
-from .tablature import write_gp5, STANDARD_TUNING
+from .fingering import STANDARD_TUNING
+from .tablature import write_gp5
 
 # %% auto #0
 __all__ = ['PART_VELOCITIES', 'RIFF_VELOCITIES', 'STUDY_TUNINGS', 'BEND_DEPTHS', 'BEND_SHAPES', 'RHYTHMS', 'DEFAULT_PIECES',

@@ -377,7 +377,7 @@ def read_generation(folder, options: dict, instrument: str = 'piano') -> dict:
 # %% ../nbs/22_evaluate.ipynb #37fb3443
 def write_demo_inputs(folder) -> tuple[Path, Path]:
     "A small dataset folder and a generation folder of .txt, .mid and .gp5 pieces under `folder` (the job's default)"
-    from smidilab.midi import write_midi
+    from smidilab.midiwrite import write_midi
     from smidilab.corpus import corpus_notes, write_riff_gp5
     folder = Path(folder)
     data = demo_dataset(folder/'data')

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import mido
 from .core import NoteTable, SmidiError, atomic_path
-from .midi import write_midi
+from .midiwrite import write_midi
 from .tablature import write_gp5
 from .explore import piano_roll, save_figure
 

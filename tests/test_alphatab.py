@@ -12,7 +12,8 @@ from fractions import Fraction
 from pathlib import Path
 import pytest
 from smidilab.core import NO_BEND
-from smidilab.guitarpro import read_gp_report, scan_gp
+from smidilab.gpfile import scan_gp
+from smidilab.guitarpro import read_gp_report
 from smidilab.tablature import write_gp5
 from conftest import LOGS
 from test_guitarpro import SCORES, EXPECTED_FAILURES, write_structures, many_parts_text, triplets_over_a_bass

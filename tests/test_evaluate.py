@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 os.environ['HF_HUB_OFFLINE'] = '1'
 import muspy
 from smidilab.core import NoteTable, SmidiError
-from smidilab.midi import write_midi
+from smidilab.midiwrite import write_midi
 from smidilab.evaluate import *
 from smidilab.likelihood import note_symbols, answer_bits, load_reference
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from smidilab.core import NoteTable, InputFileError, SmidiError, convert_one, with_columns, take, NO_BEND
 from smidilab.codec import notes_to_text, text_to_notes, dequantize_bend
-from smidilab.guitarpro import read_gp, read_gp_report, read_music, read_music_report, open_gp, track_summaries, scan_gp
+from smidilab.gpfile import open_gp, track_summaries, scan_gp
+from smidilab.guitarpro import read_gp, read_gp_report, read_music, read_music_report
 from smidilab.tablature import write_gp5
 from conftest import FIXTURES, LOGS, need
 
@@ -317,7 +318,8 @@ def test_bends_exactly_on_bent_notes(name):
 
 @pytest.mark.parametrize('path', READABLE, ids=[p.name for p in READABLE])
 def test_midi_rendering_keeps_every_note_and_bend(path):
-    from smidilab.midi import midi_bytes, read_midi
+    from smidilab.midi import read_midi
+    from smidilab.midiwrite import midi_bytes
     notes = read_gp(path, track='all')
     back = read_midi(midi_bytes(notes), ticks_per_second=notes.ticks_per_second, bend_range=notes.bend_range)
     assert back == with_columns(notes, curve=None)

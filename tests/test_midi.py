@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 from smidilab.core import NoteTable, InputFileError, SmidiError, NO_BEND, with_columns
 from smidilab.codec import notes_to_text, text_to_notes, quantize_bend, extreme_bend
-import smidilab.midi as midi
-from smidilab.midi import read_midi, read_midi_report, midi_bytes, write_midi, scan_fast, scan_mido
+import smidilab.midi as midi, smidilab.midiwrite as midiwrite
+from smidilab.midi import read_midi, read_midi_report, scan_fast, scan_mido
+from smidilab.midiwrite import midi_bytes, write_midi
 from conftest import FIXTURES, LOGS, need
 
 GP2MIDI = FIXTURES / 'guitarpro' / 'gp2midi'
@@ -90,20 +91,20 @@ def test_too_many_bent_notes_at_once_is_a_clear_error():
 
 
 def test_internal_constants_are_private():
-    assert not {'OFF', 'RESET', 'ZERO', 'ON', 'RISE'} & set(midi.__all__)
+    assert not {'OFF', 'RESET', 'ZERO', 'ON', 'RISE'} & set(midiwrite.__all__)
 
 
 # ---------------------------------------------------------------- the bytes, against mido writing the same file
 
 def mido_midi_bytes(notes: NoteTable) -> bytes:
     "The writer's rules written plainly with mido messages (the library the bytes must match), on our channels"
-    channels, bent = midi.assign_channels(notes).tolist(), midi.is_bent(notes).tolist()
+    channels, bent = midiwrite.assign_channels(notes).tolist(), midiwrite.is_bent(notes).tolist()
     curves = notes.curve if notes.curve is not None else [None] * len(notes)
     rows = []  # (tick, phase, order, order, channel, message); phases: off, reset, zero-length, on, rise
     for i, (p, v, a, d, b) in enumerate(zip(*(getattr(notes, c).tolist() for c in ('pitch', 'velocity', 'onset', 'duration', 'bend')))):
         c = channels[i]
         on, off = mido.Message('note_on', channel=c, note=p, velocity=v), mido.Message('note_off', channel=c, note=p)
-        steps = [(t, mido.Message('pitchwheel', channel=c, pitch=x - 8192)) for t, x in midi._bend_steps(a, d, b, curves[i])] if bent[i] else []
+        steps = [(t, mido.Message('pitchwheel', channel=c, pitch=x - 8192)) for t, x in midiwrite._bend_steps(a, d, b, curves[i])] if bent[i] else []
         reset = [mido.Message('pitchwheel', channel=c, pitch=0)] if bent[i] else []
         if d == 0: rows += [(a, 2, i, k, c, m) for k, m in enumerate([on] + [m for _, m in steps] + [off] + reset)]
         else: rows += [(a, 3, d, i, c, on), (a + d, 0, 0, i, c, off)] + [(a + d, 1, 0, i, c, m) for m in reset] + \
@@ -116,7 +117,7 @@ def mido_midi_bytes(notes: NoteTable) -> bytes:
     mf.tracks.append(mido.MidiTrack([mido.MetaMessage('track_name', name='smidilab'), mido.MetaMessage('set_tempo', tempo=tempo),
                                      mido.MetaMessage('end_of_track', time=end)]))
     for c in sorted({r[4] for r in rows}):
-        setup = [mido.Message('program_change', channel=c, program=midi.PROGRAMS[notes.instrument])] + \
+        setup = [mido.Message('program_change', channel=c, program=midiwrite.PROGRAMS[notes.instrument])] + \
                 [mido.Message('control_change', channel=c, control=k, value=x) for k, x in
                  [(101, 0), (100, 0), (6, semis), (38, cents), (101, 127), (100, 127)]]
         mine, last = [r for r in rows if r[4] == c], 0
@@ -141,7 +142,7 @@ def first_fit_channels(notes: NoteTable) -> list:
     placed, out = {}, [None] * len(notes)  # (channel, pitch) → [(onset, end)]
     for i in sorted(range(len(notes)), key=lambda i: (notes.onset[i], notes.pitch[i])):
         a, b, p = int(notes.onset[i]), int(notes.onset[i] + notes.duration[i]), int(notes.pitch[i])
-        c = next(c for c in midi.FREE_CHANNELS if all(e <= b for s, e in placed.get((c, p), []) if s < a))
+        c = next(c for c in midiwrite.FREE_CHANNELS if all(e <= b for s, e in placed.get((c, p), []) if s < a))
         placed.setdefault((c, p), []).append((a, b)); out[i] = c
     return out
 
@@ -152,9 +153,9 @@ def test_unbent_channels_are_first_fit(notes):
     notes = with_columns(notes, bend=np.full(len(notes), NO_BEND), curve=None)
     try: expected = first_fit_channels(notes)
     except StopIteration:
-        with pytest.raises(SmidiError, match='more than 15'): midi.assign_channels(notes)
+        with pytest.raises(SmidiError, match='more than 15'): midiwrite.assign_channels(notes)
         return
-    assert midi.assign_channels(notes).tolist() == expected
+    assert midiwrite.assign_channels(notes).tolist() == expected
 
 
 @given(note_tables(max_notes=30), st.integers(0, 200_000))

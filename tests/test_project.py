@@ -107,8 +107,6 @@ def test_job_parameters_parse_without_papermill_warnings(caplog):
 # listed here to let the rule land; the lead empties this list once those branches are merged (an entry that gets a
 # demo makes the test fail until it is removed, so the list only shrinks).
 DEMO_ALLOWLIST = {  # waiting for their demos (being written in other branches); the list may only shrink
-    '19_generate': {'grammar_step', 'is_note_end', 'state_moves', 'dataset_prompts', 'sample_formats', 'write_sample',
-                    'prompts_for', 'writes_bends'},
     '24_study': {'study_system_prompt', 'piece_resamples', 'train_arm', 'score_row', 'score_arm', 'precision_check',
                  'write_study_report'},
 }

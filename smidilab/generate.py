@@ -145,7 +145,8 @@ def grammar_for(settings: dict, cfg: GenerateConfig) -> NoteGrammar:
     "The note grammar of a run's settings for its instrument, bounded as `cfg` asks; `b` only where the run writes bends"
     ticks, inst = cfg.max_ticks or 20 * settings['ticks_per_second'], settings['instrument']
     pitch = INSTRUMENT_PITCHES.get(inst, (0, 127)) if cfg.instrument_range else (0, 127)
-    return NoteGrammar(settings['dialect'], pitch, (1, 127), (0, ticks), (0, ticks), writes_bends(NoteTable(instrument=inst), settings['bends']))
+    bends = writes_bends(NoteTable(instrument=inst), settings['bends'])   # an empty part: the instrument decides
+    return NoteGrammar(settings['dialect'], pitch, (1, 127), (0, ticks), (0, ticks), bends)
 
 # %% ../nbs/19_generate.ipynb #97b2928a
 def _generate_batch(gen: Generator, rows: list, cfg: GenerateConfig, seed: int, bar) -> tuple:

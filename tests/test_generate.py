@@ -6,7 +6,7 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 torch.set_num_threads(1)  # the shared cores are oversubscribed: one thread is several times faster
 from smidilab.codec import text_to_notes, notes_to_text
 from smidilab.core import NoteTable
@@ -157,6 +157,7 @@ def test_grammar_accepts_every_written_text(rows, dialect):
     "Every note table the codec writes (within the bounds) is accepted: the constraint never forbids valid music"
     p, v, d, t, b = map(list, zip(*rows))
     notes = NoteTable(pitch=p, velocity=v, onset=np.cumsum([0] + t[:-1]), duration=d, bend=b, end=sum(t) + max(d))
+    assume(len(set(zip(notes.onset.tolist(), p))) == len(p))   # one pitch twice at one onset is refused by design (18_grammar)
     text = notes_to_text(notes, bends=True, dialect=dialect)
     if max(np.diff(np.append(notes.onset, notes.end))) <= 3840: assert accepts(NoteGrammar(dialect), text), text
 

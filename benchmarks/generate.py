@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/generate.py --gpu-model outputs/runs/paper   # + GPU rows at batch 1 and 8 (needs CUDA)
 
 Constraints compared: none (free), smidilab's `NoteConstraint`, and xgrammar's HF logits processor on the same
-grammar exported by `smidilab.generate.grammar_ebnf` (only if `xgrammar` is installed). Both use the production grammar
+grammar exported by `smidilab.grammar.grammar_ebnf` (only if `xgrammar` is installed). Both use the production grammar
 of a piano run (`grammar_for`): paper dialect, the piano's pitch range, chords from the top down, no bends. The
 constraint's cost is reported as milliseconds per decoding step and as its share of the step time, measured in the
 same run, so the shared cores' noise largely cancels. Prints a markdown table; asserts nothing.
@@ -17,7 +17,8 @@ sys.path = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).pa
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 import torch
 from transformers import LogitsProcessor
-from smidilab.generate import GenerateConfig, NoteConstraint, grammar_ebnf, grammar_for, load_generator, sample_notes
+from smidilab.grammar import NoteConstraint, grammar_ebnf
+from smidilab.generate import GenerateConfig, grammar_for, load_generator, sample_notes
 
 PROMPT = 'p60:v80:d96:t96 p64:v80:d96:t96 p67:v80:d192:t192'
 SETTINGS = {'dialect': 'paper', 'ticks_per_second': 192, 'bends': True, 'instrument': 'piano', 'bend_range': 4.0}

@@ -4,29 +4,25 @@
 
 # %% ../nbs/19_generate.ipynb #c7d2c0f0
 from __future__ import annotations
-import json, math, re, time
-from dataclasses import dataclass, asdict, replace
-from functools import lru_cache
+import json, math, time
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 import torch
-from fastcore.basics import patch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
-from .core import (NoteTable, SmidiError, MAX_BEND, NO_BEND, DEFAULT_TICKS_PER_SECOND, DEFAULT_BEND_RANGE,
-                           take, with_columns, write_json, atomic_write, config_from_dict)
-from .codec import notes_to_text, text_to_notes, parse_text, DECOMPOSED_PHRASE
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from .core import (NoteTable, NO_BEND, DEFAULT_TICKS_PER_SECOND, DEFAULT_BEND_RANGE, take, with_columns,
+                           write_json, atomic_write, config_from_dict)
+from .codec import notes_to_text, text_to_notes, parse_text, writes_bends
 from .guitarpro import read_music
 from .export import export_notes
 from .dataset import system_prompt_for, build_prompt
 from .train import TrainConfig, load_run, load_base, base_config, base_tokenizer
+from .grammar import NoteGrammar, NoteConstraint, INSTRUMENT_PITCHES, token_strings, whole_notes
 
 # %% auto #0
-__all__ = ['FIELDS', 'DIGITS', 'INSTRUMENT_PITCHES', 'START', 'START_SPACE', 'DECOMPOSED_EBNF', 'ALPHABET', 'RUN_DEFAULTS',
-           'RUN_KEYS', 'GenerateConfig', 'NoteGrammar', 'grammar_step', 'is_note_end', 'notes_closed', 'run_grammar',
-           'accepts', 'whole_notes', 'decomposed_step', 'decomposed_end', 'number_ebnf', 'grammar_ebnf', 'TokenStrings',
-           'token_strings', 'Moves', 'state_moves', 'Voices', 'NoteConstraint', 'Generator', 'load_generator',
-           'prompt_for', 'file_prompt_notes', 'writes_bends', 'notes_prompt_text', 'dataset_prompts', 'grammar_for',
-           'sample', 'sample_notes', 'sample_formats', 'write_sample', 'prompts_for', 'generate']
+__all__ = ['RUN_DEFAULTS', 'RUN_KEYS', 'GenerateConfig', 'Generator', 'load_generator', 'prompt_for', 'file_prompt_notes',
+           'notes_prompt_text', 'dataset_prompts', 'grammar_for', 'sample', 'sample_notes', 'sample_formats',
+           'write_sample', 'prompts_for', 'generate']
 
 # %% ../nbs/19_generate.ipynb #21a79cd8
 @dataclass
@@ -61,409 +57,6 @@ class GenerateConfig:
     def from_dict(cls, d: dict) -> GenerateConfig:
         "The config with the fields of `d` (an unknown key is refused, naming the closest field)"
         return config_from_dict(cls, d)
-
-# %% ../nbs/19_generate.ipynb #987d2985
-FIELDS = 'pvdtb'
-DIGITS = '0123456789'
-# 88 keys; guitars and basses with 24 frets, down to a 7-string guitar in drop A and a 5-string bass's low B
-INSTRUMENT_PITCHES = {'piano': (21, 108), 'guitar': (33, 88), 'bass': (23, 67), 'other': (0, 127)}
-
-@dataclass(frozen=True)
-class NoteGrammar:
-    "The notes a constrained sampler may write: dialect, value ranges, bends"
-    dialect: str = 'paper'       # 'paper', 'compact' or 'decomposed'
-    pitch: tuple = (0, 127)      # allowed pitch range
-    velocity: tuple = (1, 127)   # allowed velocity range
-    duration: tuple = (0, 3840)  # ticks (20 s at 192 ticks/s)
-    gap: tuple = (0, 3840)       # ticks to the next onset
-    bends: bool = True           # allow the `b` field (0..45)
-
-    def range_of(self, f: str) -> tuple:
-        return {'p': self.pitch, 'v': self.velocity, 'd': self.duration, 't': self.gap, 'b': (0, MAX_BEND)}[f]
-
-    def is_required(self, f: str, first: bool) -> bool:
-        if self.dialect == 'paper': return f != 'b'
-        return f in 'pd' or (f == 'v' and first) or (f == 't' and self.gap[0] > 0)
-
-    def next_fields(self, f: str, first: bool) -> str:
-        "Field letters that may follow field `f`: the later ones up to the first required one"
-        out = ''
-        for g in FIELDS[FIELDS.index(f) + 1:]:
-            if g == 'b' and not self.bends: continue
-            out += g
-            if self.is_required(g, first): break
-        return out
-
-    def may_end_after(self, f: str, first: bool) -> bool:
-        return not any(self.is_required(g, first) for g in FIELDS[FIELDS.index(f) + 1:])
-
-# %% ../nbs/19_generate.ipynb #2f7301cf
-def _viable(v: int, lo: int, hi: int) -> bool:
-    "Can a number whose digits start with those of `v` (no leading zeros) end in [lo, hi]?"
-    if v == 0: return lo == 0
-    scale = 1
-    while v * scale <= hi:
-        if (v + 1) * scale - 1 >= lo: return True
-        scale *= 10
-    return False
-
-def _digit_step(state: tuple, ch: str, lo: int, hi: int) -> tuple | None:
-    "`state` with the digit `ch` added to its number, if that number can still end in [lo, hi] (no leading zeros)"
-    v = state[1]
-    if v == 0: return None
-    nv = int(ch) if v < 0 else v * 10 + int(ch)
-    return (state[0], nv) + state[2:] if _viable(nv, lo, hi) else None
-
-# a state: (kind, digits' value or -1, first note?, pitch, chord?); kind is a field letter, ':' between fields,
-# '^' at the start, '^ ' after a leading space, ' ' after a note. While the pitch is read, `pitch` is its ceiling
-# (None: no bound); once read, the note's pitch. `chord` says the note's t is 0 so far.
-START, START_SPACE = ('^', -1, True, None, False), ('^ ', -1, True, None, False)
-
-def _field_range(g: NoteGrammar, state: tuple) -> tuple:
-    lo, hi = g.range_of(state[0])
-    return (lo, min(hi, state[3])) if state[0] == 'p' and state[3] is not None else (lo, hi)
-
-def _closed_field(state: tuple) -> tuple:
-    "(pitch, chord) once the field of `state` is complete"
-    f, v, _, pitch, chord = state
-    if f == 'p': return v, True  # t is 0 until written (the compact dialect leaves a 0 out)
-    if f == 't': return (pitch, True) if v == 0 else (None, False)
-    return pitch, chord
-
-# %% ../nbs/19_generate.ipynb #e1d2f3a4
-def _end_field(g: NoteGrammar, state: tuple, ch: str):
-    "The state after a non-digit `ch` ends a field: a note separator, ':' (paper) or the next field letter (compact)"
-    f, v, first, _, _ = state
-    if v < g.range_of(f)[0]: return None
-    pitch, chord = _closed_field(state)
-    if ch == ' ':
-        if not g.may_end_after(f, first): return None
-        ceiling = pitch - 1 if chord else None  # the next note starts with this one: a lower pitch
-        return (' ', -1, False, ceiling, False) if ceiling is None or ceiling >= g.pitch[0] else None
-    nxt = g.next_fields(f, first)
-    if g.dialect == 'paper': return (':', f, first, pitch, chord) if ch == ':' and nxt else None
-    return (ch, -1, first, pitch, chord) if ch in nxt else None
-
-@lru_cache(maxsize=None)
-def grammar_step(g: NoteGrammar, state: tuple, ch: str) -> tuple | None:
-    "The automaton's state after reading `ch` in `state`, or None if `ch` cannot continue valid notes"
-    if g.dialect == 'decomposed': return decomposed_step(g, state, ch)
-    kind = state[0]
-    if kind in ('^', '^ ', ' '):
-        if ch == ' ' and state == START: return START_SPACE
-        return ('p', -1, kind != ' ' and g.dialect == 'compact', state[3], False) if ch == 'p' else None
-    if kind == ':': return (ch, -1) + state[2:] if ch in g.next_fields(state[1], state[2]) else None
-    return _digit_step(state, ch, *_field_range(g, state)) if ch in DIGITS else _end_field(g, state, ch)
-
-def is_note_end(g: NoteGrammar, state: tuple) -> bool:
-    "Does `state` close a complete note, so that the text may stop here?"
-    if g.dialect == 'decomposed': return decomposed_end(g, state)
-    if state[0] not in FIELDS or state[1] < 0: return False
-    return state[1] >= g.range_of(state[0])[0] and g.may_end_after(state[0], state[2])
-
-def notes_closed(g: NoteGrammar, state: tuple) -> int:
-    "Notes completed by the step into `state`: one at a note separator, a whole phrase where a decomposed phrase ends"
-    if g.dialect == 'decomposed': return DECOMPOSED_PHRASE if state[0] == '|' else 0
-    return int(state[0] == ' ')
-
-# %% ../nbs/19_generate.ipynb #bbff09db
-def run_grammar(g: NoteGrammar, text: str, state: tuple = START) -> tuple[tuple | None, int]:
-    "The state after `text` (None if rejected) and the length of its longest prefix that ends a note"
-    good = 0
-    for i, ch in enumerate(text):
-        state = grammar_step(g, state, ch)
-        if state is None: break
-        if is_note_end(g, state): good = i + 1
-    return state, good
-
-def accepts(g: NoteGrammar, text: str) -> bool:
-    "Is `text` a complete, valid note sequence of `g`?"
-    state, _ = run_grammar(g, text)
-    return state is not None and is_note_end(g, state)
-
-def whole_notes(g: NoteGrammar, text: str, finished: bool) -> int:
-    "Length of the prefix of `text` holding only complete notes: all of it if it `finished` at EOS, else up to the last separator (decomposed: the last phrase end)"
-    state, cut = START, 0
-    for i, ch in enumerate(text):
-        state = grammar_step(g, state, ch)
-        if state is None: break
-        if notes_closed(g, state): cut = i
-    return len(text) if finished and state is not None and is_note_end(g, state) else cut
-
-# %% ../nbs/19_generate.ipynb #7a51516f
-# a decomposed state: (kind, digits' value or -1, line, count, done, chords, ceiling). kind: a field letter while its number
-# is read, ' ' between items, '\n' at the start of a phrase's next line, '|' at the start of a new phrase. line: the line
-# being written ('d' rhythm, 'p' pitches, 'v' velocities, 'b' bends); count: the phrase's notes (known once the rhythm line
-# ends); done: items finished on the line; chords: bit k set when the phrase's note k (on the pitch line: counted from
-# the note being written) has t 0, so the next note sounds with it; ceiling: the highest pitch the next pitch item may
-# take (None: no bound), carried from a phrase's last pitch into the next phrase when a chord spans the boundary.
-_NEXT_LINE = {'d': 'p', 'p': 'v', 'v': 'b', 'b': None}
-
-def _chain(chords: int, left: int) -> int:
-    "Notes after the current one that sound with it (each lower than the one before), looking at most `left` ahead"
-    n = 0
-    while n < left and chords >> n & 1: n += 1
-    return n
-
-def _item_range(g: NoteGrammar, s: tuple) -> tuple:
-    "The values the item being read may take (a pitch leaves room below it for the rest of its chord)"
-    kind, _, _, count, done, chords, ceiling = s
-    if kind == 't': return max(1, g.gap[0]), g.gap[1]  # t is written only when it is not 0
-    if kind != 'p': return g.range_of(kind)
-    lo = g.pitch[0] + _chain(chords, count - 1 - done)
-    return lo, g.pitch[1] if ceiling is None else min(g.pitch[1], ceiling)
-
-def _chords_fit(g: NoteGrammar, chords: int, items: int, ceiling) -> bool:
-    "Can a phrase of `items` notes with these chord bits get falling pitches inside the range (the first below `ceiling`)?"
-    top = g.pitch[1] if ceiling is None else min(g.pitch[1], ceiling)
-    return (g.pitch[0] + _chain(chords, items - 1) <= top and
-            all(g.pitch[0] + _chain(chords >> k, items - 1 - k) <= g.pitch[1] for k in range(items)))
-
-# %% ../nbs/19_generate.ipynb #5ec9fc89
-def _close_item(s: tuple) -> tuple:
-    "(done, chords, ceiling) once the item of `s` is complete"
-    kind, v, line, _, done, chords, ceiling = s
-    if line == 'd': return done + 1, chords | (kind == 'd') << done, ceiling  # no t: the next note starts with this one
-    if line == 'p': return done + 1, chords >> 1, v - 1 if chords & 1 else None
-    return done + 1, chords, ceiling
-
-def _end_item(g: NoteGrammar, s: tuple, ch: str):
-    "The state after a separator `ch` ends an item: the next item of the line, the next line, or the next phrase"
-    line, count = s[2], s[3]
-    n, chords, ceiling = _close_item(s)
-    if line == 'd':
-        if not _chords_fit(g, chords, n + (ch == ' '), ceiling): return None
-        if ch == ' ': return (' ', -1, 'd', 0, n, chords, ceiling) if n < DECOMPOSED_PHRASE else None
-        return ('\n', -1, 'p', n, 0, chords, ceiling) if ch == '\n' else None
-    if ch == ' ': return (' ', -1, line, count, n, chords, ceiling) if n < count else None
-    if ch != '\n' or n != count: return None
-    nxt = _NEXT_LINE[line] if line != 'v' or g.bends else None
-    if nxt: return ('\n', -1, nxt, count, 0, 0, ceiling)
-    if count < DECOMPOSED_PHRASE or (ceiling is not None and ceiling < g.pitch[0]): return None  # only the last phrase is short
-    return ('|', -1, 'd', 0, 0, 0, ceiling)
-
-# %% ../nbs/19_generate.ipynb #e49ac3dc
-def decomposed_step(g: NoteGrammar, s: tuple, ch: str) -> tuple | None:
-    "The decomposed automaton's state after reading `ch` in `s`, or None if `ch` cannot continue a valid answer"
-    kind = s[0]
-    if kind in ('^', '^ '):
-        if ch == ' ' and kind == '^': return START_SPACE
-        return ('d', -1, 'd', 0, 0, 0, None) if ch == 'd' else None
-    if kind in (' ', '\n', '|'): return (ch, -1) + s[2:] if ch == s[2] else None
-    if ch in DIGITS: return _digit_step(s, ch, *_item_range(g, s))
-    if s[1] < _item_range(g, s)[0]: return None
-    return ('t', -1) + s[2:] if ch == 't' and kind == 'd' else _end_item(g, s, ch)
-
-def decomposed_end(g: NoteGrammar, s: tuple) -> bool:
-    "Does `s` complete the last item of a phrase's last line, so that the answer may stop here?"
-    kind, v, line, count, done = s[:5]
-    return kind == line == ('b' if g.bends else 'v') and v >= _item_range(g, s)[0] and done + 1 == count
-
-# %% ../nbs/19_generate.ipynb #c4d5e6f7
-def _digits(x: int, y: int) -> str: return f'"{x}"' if x == y else f'[{x}-{y}]'
-
-def _same_length(a: str, b: str) -> list[str]:
-    "EBNF sequences for the numbers a..b, both written with the same number of digits"
-    if len(a) == 1: return [_digits(int(a), int(b))]
-    if a[0] == b[0]: return [f'"{a[0]}" {s}' for s in _same_length(a[1:], b[1:])]
-    n, low, high = len(a) - 1, a[1:] == '0' * (len(a) - 1), b[1:] == '9' * (len(b) - 1)
-    x, y = int(a[0]) + (not low), int(b[0]) - (not high)  # leading digits whose every continuation is in range
-    return (([] if low else [f'"{a[0]}" {s}' for s in _same_length(a[1:], '9' * n)]) +
-            ([_digits(x, y) + ' [0-9]' * n] if x <= y else []) +
-            ([] if high else [f'"{b[0]}" {s}' for s in _same_length('0' * n, b[1:])]))
-
-def number_ebnf(lo: int, hi: int) -> str:
-    "An EBNF expression for the decimal numbers lo..hi (no leading zeros)"
-    alts = []
-    for digits in range(len(str(lo)), len(str(hi)) + 1):
-        a, b = max(lo, 10 ** (digits - 1) if digits > 1 else 0), min(hi, 10 ** digits - 1)
-        if a <= b: alts += _same_length(str(a), str(b))
-    return '(' + ' | '.join(alts) + ')'
-
-# %% ../nbs/19_generate.ipynb #c6d7e8f9
-def _tail(g: NoteGrammar, q: int) -> str:
-    "What follows a note's duration when its pitch is q: `t` (0 keeps a chord going), then `b`, then the next note"
-    sep = ':' if g.dialect == 'paper' else ''
-    bend, hi = (f' ("{sep}b" bend)?' if g.bends else ''), g.pitch[1]
-    chord = f' (" " note_{q - 1})?' if q > g.pitch[0] else ''
-    alts = ([f'"{sep}t" "0"{bend}{chord}'] if g.gap[0] == 0 else []) + [f'"{sep}t" gap{bend} (" " note_{hi})?']
-    if not g.is_required('t', False): alts.append(f'{bend}{chord}'.strip() or '""')  # compact: t left out = 0
-    return '(' + ' | '.join(alts) + ')'
-
-DECOMPOSED_EBNF = ("the decomposed dialect has no EBNF form: pitches inside a chord must fall, and which notes form chords is "
-                   "fixed by the rhythm line written before the pitch line (2^15 patterns per phrase length); use NoteConstraint")
-
-def grammar_ebnf(g: NoteGrammar) -> str:
-    "The language of `g` as EBNF (xgrammar's dialect), for other constrained decoders (not for the decomposed dialect)"
-    if g.dialect == 'decomposed': raise SmidiError(DECOMPOSED_EBNF)
-    lo, hi, paper = *g.pitch, g.dialect == 'paper'
-    lines = [f'root ::= " "? {"note" if paper else "first"}_{hi}', f'vel ::= {number_ebnf(*g.velocity)}',
-             f'dur ::= {number_ebnf(*g.duration)}', f'gap ::= {number_ebnf(max(1, g.gap[0]), g.gap[1])}'] + \
-            ([f'bend ::= {number_ebnf(0, MAX_BEND)}'] if g.bends else [])
-    for q in range(lo, hi + 1):
-        lower = lambda name: f'{name}_{q - 1} | ' if q > lo else ''
-        lines += ([f'rest_{q} ::= ":v" vel ":d" dur {_tail(g, q)}'] if paper else
-                  [f'rest_{q} ::= ("v" vel)? "d" dur {_tail(g, q)}', f'restf_{q} ::= "v" vel "d" dur {_tail(g, q)}',
-                   f'first_{q} ::= {lower("first")}"p" "{q}" restf_{q}'])
-        lines.append(f'note_{q} ::= {lower("note")}"p" "{q}" rest_{q}')
-    return '\n'.join(lines) + '\n'
-
-# %% ../nbs/19_generate.ipynb #7334c2e9
-ALPHABET = frozenset('pvdtb:' + DIGITS + ' \n')  # the newline separates the lines of a decomposed phrase
-
-@dataclass
-class TokenStrings:
-    "The tokens of a tokenizer that could write notes, with their text"
-    ids: np.ndarray        # token ids
-    texts: list            # the characters each adds
-    eos: tuple             # end-of-sequence ids
-    vocab_size: int        # len(tokenizer)
-
-    def __post_init__(self): self.text_of = dict(zip(self.ids.tolist(), self.texts))
-
-_TOKEN_STRINGS = {}
-
-def token_strings(tokenizer) -> TokenStrings:
-    "The note-writing tokens of `tokenizer` (decoded once per tokenizer object)"
-    key = id(tokenizer)
-    if key not in _TOKEN_STRINGS: _TOKEN_STRINGS[key] = (tokenizer, _decode_tokens(tokenizer))
-    return _TOKEN_STRINGS[key][1]
-
-def _decode_tokens(tokenizer) -> TokenStrings:
-    pre = tokenizer.encode('a', add_special_tokens=False)[-1:]
-    head, n = tokenizer.decode(pre), len(tokenizer)
-    texts = tokenizer.batch_decode([pre + [i] for i in range(n)])
-    keep = [(i, t[len(head):]) for i, t in enumerate(texts)
-            if t.startswith(head) and len(t) > len(head) and set(t[len(head):]) <= ALPHABET]
-    eos = tokenizer.eos_token_id
-    eos = tuple(eos) if isinstance(eos, (list, tuple)) else (eos,)
-    return TokenStrings(np.array([i for i, _ in keep], np.int64), [t for _, t in keep], eos, n)
-
-# %% ../nbs/19_generate.ipynb #f6b7881f
-@dataclass
-class Moves:
-    "What may follow one automaton state"
-    ids: torch.Tensor    # allowed token ids
-    to: dict             # token id -> (next state, notes closed by the token)
-    closes: np.ndarray   # notes closed by each allowed token (aligned with ids)
-    may_end: bool        # EOS allowed (the state ends a note)
-    most_closed: int     # the most notes one allowed token closes
-
-_MOVES = {}
-
-def state_moves(g: NoteGrammar, table: TokenStrings, state: tuple) -> Moves:
-    "The tokens allowed in `state` and where they lead (cached per grammar, tokenizer and state)"
-    key = (g, id(table), state)
-    if key not in _MOVES: _MOVES[key] = _compute_moves(g, table, state)
-    return _MOVES[key]
-
-def _walk(g: NoteGrammar, state: tuple, text: str):
-    closed = 0
-    for ch in text:
-        state = grammar_step(g, state, ch)
-        if state is None: return None
-        closed += notes_closed(g, state)
-    return state, closed
-
-def _compute_moves(g, table, state) -> Moves:
-    to = {}
-    for tid, text in zip(table.ids.tolist(), table.texts):
-        if (r := _walk(g, state, text)) is not None: to[tid] = r
-    ids = np.fromiter(to, np.int64, len(to))
-    closes = np.array([c for _, c in to.values()], np.int64)
-    return Moves(torch.from_numpy(ids), to, closes, is_note_end(g, state), int(closes.max(initial=0)))
-
-# %% ../nbs/19_generate.ipynb #6bc5df71
-def _fields(note: str) -> dict:
-    return {k: int(v) for k, v in re.findall(r'([pvdtb])([0-9]+)', note)}
-
-class Voices:
-    "The notes still sounding in one generated sequence, to bound the next gap by a polyphony limit"
-    def __init__(self, limit: int): self.limit, self.onset, self.ends, self.partial = limit, 0, [], ''
-
-    def add(self, text: str):
-        "Read the characters of one more token"
-        *done, self.partial = (self.partial + text).split(' ')
-        for note in filter(None, done):
-            f = _fields(note)
-            self.ends.append(self.onset + f.get('d', 0))
-            self.onset += f.get('t', 0)
-            self.ends = [e for e in self.ends if e > self.onset]
-
-    def min_gap(self) -> int | None:
-        "Smallest next gap keeping at most `limit` notes sounding (None until the current duration is known)"
-        d = _fields(self.partial).get('d')
-        if d is None: return None
-        ends = sorted(e for e in self.ends + [self.onset + d] if e > self.onset)
-        k = len(ends) - self.limit + 1
-        return ends[k - 1] - self.onset if k > 0 else 0
-
-# %% ../nbs/19_generate.ipynb #c49edee2
-class NoteConstraint(LogitsProcessor):
-    "Masks every token that cannot continue valid notes of `grammar` (one, or one per row); one per `generate` call"
-    def __init__(self, tokenizer, grammar: NoteGrammar | list, max_notes: int = 0, max_polyphony: int = 0):
-        each = grammar if isinstance(grammar, list) else [grammar]
-        if (max_notes or max_polyphony) and any(x.dialect == 'decomposed' for x in each):
-            raise SmidiError("max_notes and max_polyphony follow the notes as they are written, and a decomposed phrase "
-                             "writes its notes line by line: leave both at 0 for the decomposed dialect")
-        self.table, self.grammars = token_strings(tokenizer), grammar
-        self.max_notes, self.max_polyphony = max_notes, max_polyphony
-        self.states, self.closed, self.seconds, self.steps = None, None, 0.0, 0
-        self.eos = torch.tensor(self.table.eos)
-
-# %% ../nbs/19_generate.ipynb #d2e3f4a5
-@patch
-def _start(self: NoteConstraint, rows: int):
-    "Start every row of the batch at the grammar's start state"
-    if isinstance(self.grammars, NoteGrammar): self.grammars = [self.grammars] * rows
-    self.states, self.closed, self.used = [START] * rows, [0] * rows, list(self.grammars)
-    self.voices = [Voices(self.max_polyphony) for _ in range(rows)] if self.max_polyphony else None
-
-@patch
-def _advance(self: NoteConstraint, row: int, token: int):
-    "Move `row` along the token it sampled (EOS or a token its state did not allow finishes it)"
-    st = self.states[row]
-    if st is None: return
-    m = state_moves(self.used[row], self.table, st)
-    if token in self.table.eos or token not in m.to: self.states[row] = None; return
-    self.states[row], c = m.to[token]
-    self.closed[row] += c
-    if self.voices: self.voices[row].add(self.table.text_of[token])
-
-# %% ../nbs/19_generate.ipynb #d4e5f6a7
-@patch
-def _grammar(self: NoteConstraint, row: int) -> NoteGrammar:
-    "The row's grammar, with the next gap bounded below when that many voices already sound"
-    g = self.grammars[row]
-    gap = self.voices[row].min_gap() if self.voices else None
-    return replace(g, gap=(min(gap, g.gap[1]), g.gap[1])) if gap else g
-
-@patch
-def _allowed(self: NoteConstraint, row: int) -> torch.Tensor:
-    "The token ids `row` may sample next"
-    st = self.states[row]
-    if st is None: return self.eos
-    self.used[row] = self._grammar(row)
-    m = state_moves(self.used[row], self.table, st)
-    left = self.max_notes - 1 - self.closed[row] if self.max_notes else len(self.table.ids)
-    ids = m.ids if left >= m.most_closed else m.ids[torch.from_numpy(m.closes <= left)]
-    return torch.cat([ids, self.eos]) if m.may_end or len(ids) == 0 else ids
-
-# %% ../nbs/19_generate.ipynb #d6e7f8a9
-@patch
-def __call__(self: NoteConstraint, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-    "`scores` with every token that cannot continue a row's notes set to -inf"
-    t0 = time.perf_counter()
-    if self.states is None: self._start(len(input_ids))
-    else:
-        for row, token in enumerate(input_ids[:, -1].tolist()): self._advance(row, token)
-    cols = [self._allowed(row) for row in range(len(input_ids))]
-    rows = torch.repeat_interleave(torch.arange(len(cols)), torch.tensor([len(c) for c in cols]))
-    rows, cols = rows.to(scores.device), torch.cat(cols).to(scores.device)
-    out = torch.full_like(scores, -math.inf)
-    out[rows, cols] = scores[rows, cols]
-    self.seconds += time.perf_counter() - t0; self.steps += 1
-    return out
 
 # %% ../nbs/19_generate.ipynb #b6676760
 @dataclass
@@ -524,13 +117,9 @@ def file_prompt_notes(path, n_notes: int, settings: dict) -> NoteTable:
     notes = read_music(path, ticks_per_second=settings['ticks_per_second'], bend_range=settings['bend_range'])
     return take(notes, np.arange(min(n_notes, len(notes))))
 
-def writes_bends(settings: dict, instrument: str) -> bool:
-    "Does the run write `b` fields for `instrument`? (its dataset's bends setting, for guitar and bass)"
-    return bool(settings['bends']) and instrument in ('guitar', 'bass')
-
 def notes_prompt_text(notes: NoteTable, settings: dict) -> str:
     "`notes` as the run's dataset writes them: its dialect, with bend fields where it kept bends"
-    bends = writes_bends(settings, notes.instrument) or (bool(settings['bends']) and bool((notes.bend != NO_BEND).any()))
+    bends = writes_bends(notes, settings['bends'])   # the codec's rule, as the dataset applied it
     if not bends: notes = with_columns(notes, bend=np.full(len(notes), NO_BEND), curve=None)
     return notes_to_text(notes, bends=bends, dialect=settings['dialect'])
 
@@ -556,7 +145,8 @@ def grammar_for(settings: dict, cfg: GenerateConfig) -> NoteGrammar:
     "The note grammar of a run's settings for its instrument, bounded as `cfg` asks; `b` only where the run writes bends"
     ticks, inst = cfg.max_ticks or 20 * settings['ticks_per_second'], settings['instrument']
     pitch = INSTRUMENT_PITCHES.get(inst, (0, 127)) if cfg.instrument_range else (0, 127)
-    return NoteGrammar(settings['dialect'], pitch, (1, 127), (0, ticks), (0, ticks), writes_bends(settings, inst))
+    bends = writes_bends(NoteTable(instrument=inst), settings['bends'])   # an empty part: the instrument decides
+    return NoteGrammar(settings['dialect'], pitch, (1, 127), (0, ticks), (0, ticks), bends)
 
 # %% ../nbs/19_generate.ipynb #97b2928a
 def _generate_batch(gen: Generator, rows: list, cfg: GenerateConfig, seed: int, bar) -> tuple:

@@ -9,6 +9,7 @@ os.environ['HF_HUB_OFFLINE'] = '1'
 import muspy
 from smidilab.core import NoteTable, SmidiError
 from smidilab.midiwrite import write_midi
+from smidilab.musicstats import *
 from smidilab.evaluate import *
 from smidilab.likelihood import note_symbols, answer_bits, load_reference
 

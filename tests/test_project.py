@@ -102,16 +102,6 @@ def test_job_parameters_parse_without_papermill_warnings(caplog):
         assert expected <= set(found), (name, expected - set(found))
 
 
-# Public functions that notebooks still show no demo of. Notebooks 19_generate, 20_likelihood, 22_evaluate,
-# 23_figures and 24_study were being rewritten by other branches when this rule arrived, so their current gaps are
-# listed here to let the rule land; the lead empties this list once those branches are merged (an entry that gets a
-# demo makes the test fail until it is removed, so the list only shrinks).
-DEMO_ALLOWLIST = {  # waiting for their demos (being written in other branches); the list may only shrink
-    '19_generate': {'grammar_step', 'is_note_end', 'state_moves', 'dataset_prompts', 'sample_formats', 'write_sample',
-                    'prompts_for', 'writes_bends'},
-}
-
-
 def exported_functions(cells: list[str]) -> list[str]:
     "Public functions (top-level `def`, name not starting with `_`, @patch methods included) of the `#| export` cells"
     return [node.name for s in cells if s.split('\n')[0].strip() == '#| export' for node in ast.parse(s).body
@@ -148,7 +138,4 @@ def test_demo_rule_sees_what_a_demo_is():
 def test_every_exported_function_has_a_demo():
     "Every public function a notebook exports is called or named in one of its visible, non-export code cells"
     missing = {nb.stem: missing_demos(nb) for nb in sorted((REPO / 'nbs').glob('[0-9]*.ipynb'))}
-    unexplained = {k: [f for f in v if f not in DEMO_ALLOWLIST.get(k, set())] for k, v in missing.items()}
-    stale = {k: sorted(v - set(missing.get(k, []))) for k, v in DEMO_ALLOWLIST.items()}
-    assert not any(unexplained.values()), f'exported functions without a demo: { {k: v for k, v in unexplained.items() if v} }'
-    assert not any(stale.values()), f'these have demos now, remove them from DEMO_ALLOWLIST: { {k: v for k, v in stale.items() if v} }'
+    assert not any(missing.values()), f'exported functions without a demo: { {k: v for k, v in missing.items() if v} }'

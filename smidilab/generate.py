@@ -17,8 +17,9 @@ from .core import (NoteTable, SmidiError, MAX_BEND, NO_BEND, DEFAULT_TICKS_PER_S
 from .codec import notes_to_text, text_to_notes, parse_text, DECOMPOSED_PHRASE
 from .guitarpro import read_music
 from .export import export_notes
-from .dataset import system_prompt_for, build_prompt
-from .train import TrainConfig, load_run, load_base, base_config, base_tokenizer
+from .examples import system_prompt_for, build_prompt
+from .model import TrainConfig, load_base, base_config, base_tokenizer
+from .train import load_run
 
 # %% auto #0
 __all__ = ['FIELDS', 'DIGITS', 'INSTRUMENT_PITCHES', 'START', 'START_SPACE', 'DECOMPOSED_EBNF', 'ALPHABET', 'RUN_DEFAULTS',

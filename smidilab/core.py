@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #b00917b0
 from __future__ import annotations
 import dataclasses, difflib, json, multiprocessing, os, re, sys, tempfile, traceback
+from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -18,9 +19,9 @@ __all__ = ['DEFAULT_TICKS_PER_SECOND', 'DEFAULT_BEND_RANGE', 'NO_BEND', 'MAX_BEN
            'NoteTable', 'take', 'with_columns', 'canonical_order', 'canonical', 'notes_equal', 'concat_notes',
            'shift_to_zero', 'check_notes', 'notes_to_dict', 'notes_from_dict', 'printable', 'atomic_path',
            'atomic_write', 'write_json', 'remove_stale_temps', 'check_input', 'read_input', 'find_inputs',
-           'optional_file', 'progress_bar', 'FileResult', 'convert_one', 'convert_files', 'markdown_table',
-           'check_keys', 'coerce_value', 'config_from_dict', 'config_options', 'check_ticks_per_second',
-           'check_bend_range']
+           'optional_file', 'progress_bar', 'format_duration', 'format_progress', 'FileResult', 'convert_one',
+           'convert_files', 'map_bounded', 'markdown_table', 'check_keys', 'coerce_value', 'config_from_dict',
+           'config_options', 'check_ticks_per_second', 'check_bend_range']
 
 # %% ../nbs/00_core.ipynb #0131bb72
 DEFAULT_TICKS_PER_SECOND = 192  # 1 tick = 5.208 ms, the value the study's prompt states
@@ -305,6 +306,20 @@ def progress_bar(iterable=None, # what to iterate over (or None, and call `.upda
     from tqdm.auto import tqdm
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable)
 
+# %% ../nbs/00_core.ipynb #5d1c7a40
+def format_duration(seconds: float) -> str:
+    "'42 s', '3 min 05 s' or '2 h 07 min'; '?' when unknown"
+    if not np.isfinite(seconds): return '?'
+    s = int(round(seconds))
+    return f'{s} s' if s < 60 else f'{s // 60} min {s % 60:02d} s' if s < 3600 else f'{s // 3600} h {s % 3600 // 60:02d} min'
+
+def format_progress(done: int, total: int, elapsed: float, unit: str = 'files',
+                    left: float | None = None  # seconds left; default: at the rate so far
+                   ) -> str:
+    "'120/1,000 files (12%), 30 s, ETA 3 min 40 s': the count, the time so far and the time left"
+    if left is None: left = elapsed / done * (total - done) if done else float('nan')
+    return f'{done:,}/{total:,} {unit} ({done / total if total else 1:.0%}), {format_duration(elapsed)}, ETA {format_duration(left)}'
+
 # %% ../nbs/00_core.ipynb #999c9df9
 @dataclass
 class FileResult:
@@ -337,6 +352,22 @@ def convert_files(fn: Callable, paths: Sequence, workers: int = 1, desc: str = '
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')) as pool:
         results = pool.map(convert_one, [fn]*len(paths), paths, chunksize=max(1, len(paths) // (8*workers)))
         return list(progress_bar(results, total=len(paths), desc=desc, unit='file', disable=not progress))
+
+# %% ../nbs/00_core.ipynb #5d1c7a27
+def map_bounded(fn,                # a picklable function of one item
+                items: list,       # its inputs
+                workers: int = 1,  # processes (1 = in this process)
+                ahead: int = 4     # results per worker that may wait
+               ):
+    "`fn(item)` for each item, in order, computed by `workers` spawned processes with a bounded number pending"
+    if workers <= 1: yield from map(fn, items); return
+    pool, pending = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')), deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= workers * ahead: yield pending.popleft().result()
+        while pending: yield pending.popleft().result()
+    finally: pool.shutdown(wait=True, cancel_futures=True)
 
 # %% ../nbs/00_core.ipynb #157f90e4
 def _cell(v, fmt: str | None = None) -> str:

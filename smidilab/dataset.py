@@ -4,34 +4,26 @@
 
 # %% ../nbs/15_dataset.ipynb #a0aedc76
 from __future__ import annotations
-import hashlib, heapq, json, multiprocessing, re, shutil, subprocess, time
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+import hashlib, json, re, shutil, subprocess, time
 from dataclasses import dataclass, field, asdict
 from functools import lru_cache, partial
 from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
-from .core import (NoteTable, SmidiError, InputFileError, FileResult, config_from_dict, canonical, take, with_columns,
-                           notes_to_dict, notes_from_dict, atomic_write, write_json, find_inputs, convert_one, MIDI_EXTS,
-                           GP_EXTS, NO_BEND)
-from .codec import notes_to_text, writes_bends, bend_to_semitones
+from .core import (NoteTable, SmidiError, InputFileError, FileResult, config_from_dict, with_columns, notes_to_dict,
+                           notes_from_dict, atomic_write, write_json, find_inputs, convert_one, MIDI_EXTS, GP_EXTS,
+                           map_bounded, format_progress)
 from .corpus import DEFAULT_PIECES, embedded_inputs
 from .augment import augment_piece
+from .examples import TASKS, tick_ms, TokenCounter, piece_examples, check_token_budget
 
 # %% auto #0
-__all__ = ['TASKS', 'DATASET_DIALECTS', 'PERSONAS', 'TASK_SENTENCES', 'CACHE_VERSION', 'SPLITS', 'PROBES', 'WORD_CACHE', 'SLACK',
-           'GAP', 'MARK', 'FEATURES', 'SHARD_BYTES', 'BATCH_BYTES', 'COUNTS', 'PROGRESS_EVERY', 'SHARD_FREE',
-           'MERGE_TAKES', 'parse_shard', 'DatasetConfig', 'tick_ms', 'describe_notation', 'build_system_prompt',
-           'build_prompt', 'build_completion', 'encode_file', 'source_name', 'list_inputs', 'input_kind',
-           'split_inputs', 'build_order', 'shard_inputs', 'listing_id', 'TokenCounter', 'plan_windows', 'task_cuts',
-           'task_fragments', 'piece_examples', 'check_token_budget', 'input_rows', 'map_bounded', 'DatasetWriter',
-           'write_dataset', 'format_duration', 'format_progress', 'build_dataset', 'merge_datasets', 'check_dataset',
-           'system_prompt_for']
+__all__ = ['DATASET_DIALECTS', 'CACHE_VERSION', 'SPLITS', 'FEATURES', 'SHARD_BYTES', 'BATCH_BYTES', 'COUNTS', 'PROGRESS_EVERY',
+           'SHARD_FREE', 'MERGE_TAKES', 'parse_shard', 'DatasetConfig', 'encode_file', 'source_name', 'list_inputs',
+           'input_kind', 'split_inputs', 'build_order', 'shard_inputs', 'listing_id', 'input_rows', 'DatasetWriter',
+           'write_dataset', 'build_dataset', 'merge_datasets', 'check_dataset']
 
 # %% ../nbs/15_dataset.ipynb #632d5e93
-TASKS = ('continuation', 'infilling', 'accompaniment')
-
 def parse_shard(spec: str) -> tuple[int, int]:
     "`(I, N)` of a shard spec 'I/N' (0 <= I < N); `(0, 1)` for '' (the whole build)"
     if not spec: return 0, 1
@@ -82,85 +74,6 @@ class DatasetConfig:
     def load(cls, path) -> DatasetConfig:
         "The configuration saved at `path`"
         return config_from_dict(cls, json.loads(Path(path).read_text()))
-
-# %% ../nbs/15_dataset.ipynb #2341cdd9
-PERSONAS = {'piano': 'You are a classical pianist and composer.',
-            'guitar': 'You are a metal guitarist and composer.',
-            'bass': 'You are a metal bassist and composer.',
-            'other': 'You are a composer.'}
-
-TASK_SENTENCES = {
-    'continuation': 'Continue the music: answer with the notes that follow the given notes.',
-    'infilling': 'Fill in the gap: the given notes are the music before the gap, the word GAP, then the music after '
-                 'it; answer with the notes that go in the gap.',
-    'accompaniment': "Accompany the melody: the given notes are the melody (the top voice); answer with the other "
-                     "voices, starting with the melody's first note.",
-}
-
-def tick_ms(ticks_per_second: int) -> str:
-    "The length of one tick, as the prompt states it (`'5.208 ms'` at 192 ticks per second)"
-    return f'{1000 / ticks_per_second:.3f} ms'
-
-# %% ../nbs/15_dataset.ipynb #173e03b5
-def _example_note(ticks_per_second, bends, dialect) -> tuple[str, int]:
-    q = ticks_per_second // 2
-    note = NoteTable(pitch=[60], velocity=[80], onset=[0], duration=[q], end=q, bend=[34] if bends else None)
-    return notes_to_text(note, bends=bends, dialect=dialect), q
-
-def describe_notation(ticks_per_second: int = 192, # time grid
-                      bends: bool = False,         # are bend fields written?
-                      dialect: str = 'paper',      # 'paper' or 'compact'
-                      bend_range: float = 4.0      # semitones of the full bend range
-                     ) -> str:
-    "The prompt's explanation of the note notation for this grid, dialect and bend setting"
-    example, q = _example_note(ticks_per_second, bends, dialect)
-    s = (f'Music is written as notes separated by spaces, in time order; notes that start together go from the highest '
-         f'to the lowest. In a note, p is the MIDI pitch (0-127, 60 is middle C), v the velocity (loudness, 1-127), '
-         f'd the duration and t the time from the note\'s start to the next note\'s start (0 within a chord; for the '
-         f'last note, to the end of the passage), both in ticks of {tick_ms(ticks_per_second)} '
-         f'({ticks_per_second} ticks per second).')
-    if bends: s += (f' b is the pitch bend the note reaches, from 0 to 45: 23 is no bend, 34 bends up by '
-                    f'{bend_to_semitones(34, bend_range):g} and 38 by {bend_to_semitones(38, bend_range):g} semitones, '
-                    f'and values below 23 bend down.')
-    if dialect == 'compact': s += (' Fields are written without separators; v is left out when the velocity repeats the '
-                                   'previous note\'s, t when it is 0' + (', b when there is no bend.' if bends else '.'))
-    bent = ', bent up a semitone,' if bends else ''
-    return s + f' For example, {example} is a middle C at velocity 80 lasting {q} ticks{bent} with the next note {q} ticks later.'
-
-def build_system_prompt(instrument: str = 'piano',    # 'piano', 'guitar', 'bass' or 'other' (chooses the persona)
-                        task: str = 'continuation',   # one of TASKS
-                        ticks_per_second: int = 192, bends: bool = False, dialect: str = 'paper',
-                        bend_range: float = 4.0) -> str:
-    "The system prompt: persona, notation explanation and task sentence"
-    if task not in TASK_SENTENCES: raise SmidiError(f"unknown task {task!r}; choose from {TASKS}")
-    persona = PERSONAS.get(instrument, PERSONAS['other'])
-    return f'{persona} {describe_notation(ticks_per_second, bends, dialect, bend_range)} {TASK_SENTENCES[task]}'
-
-# %% ../nbs/15_dataset.ipynb #c1380746
-def _adds_bos(tokenizer) -> bool:
-    ids = tokenizer('a')['input_ids']
-    return tokenizer.bos_token_id is not None and len(ids) > 0 and ids[0] == tokenizer.bos_token_id
-
-def _has_chat_template(tokenizer) -> bool: return bool(getattr(tokenizer, 'chat_template', None))
-
-def build_prompt(system: str,      # the system prompt
-                 notes_text: str,  # the prompt notes
-                 tokenizer=None    # its chat template is used when it has one; None = Llama-2 layout
-                ) -> str:
-    "The full prompt text for `tokenizer`, without BOS"
-    if tokenizer is None or not _has_chat_template(tokenizer):
-        return f'[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{notes_text} [/INST]'
-    messages = [{'role': 'system', 'content': system}, {'role': 'user', 'content': notes_text}]
-    try: text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception:  # templates without a system role (Mistral, Gemma) raise: the system text leads the user turn
-        messages = [{'role': 'user', 'content': f'{system}\n\n{notes_text}'}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    bos = tokenizer.bos_token
-    return text[len(bos):] if bos and _adds_bos(tokenizer) and text.startswith(bos) else text
-
-def build_completion(notes_text: str, tokenizer=None) -> str:
-    "The completion text for `tokenizer` (a leading space in the Llama-2 layout), without EOS"
-    return notes_text if tokenizer is not None and _has_chat_template(tokenizer) else ' ' + notes_text
 
 # %% ../nbs/15_dataset.ipynb #50ba4b85
 CACHE_VERSION = 2  # 2: Guitar Pro bends past the range are clipped to it (the prompt states one fixed range)
@@ -233,199 +146,6 @@ def listing_id(inputs: list) -> str:
     "A fingerprint of the source names of all inputs: the shards of one build agree on it"
     return _hash('\n'.join(sorted(s for _, s in inputs)))[:16]
 
-# %% ../nbs/15_dataset.ipynb #604ccf71
-_FIELD = re.compile(r'[a-z][^a-z]*|[^a-z]+')
-def _fields(word: str) -> list[str]: return _FIELD.findall(word)
-
-PROBES = ['p0:v1:d0:t0:b0', 'p127:v127:d12345:t98765:b45', 'p5v9d100000t7b12', 'p60v80d96', 'GAP']
-WORD_CACHE = 1_000_000  # words whose counts a counter keeps; past that it starts over, so its memory stays bounded
-
-class TokenCounter:
-    "Tokens of note words in running text, for one tokenizer, cached per word and per field (exact, see above)"
-    REF = 'p60:v80:d96:t0'
-
-    def __init__(self, tokenizer, check: int = 256):
-        from smidilab.tokens import encode_batch
-        self.tokenizer, self.encode, self.check = tokenizer, partial(encode_batch, tokenizer), check
-        self.cache, self.field_cache, self.additive, self.memo = {}, {}, None, {}  # memo: per-template results
-        self.base = len(self.encode([self.REF])[0])
-        self.after = self.REF + ' ' + _fields(self.REF)[0]  # context before a field that is not a word's first
-        self.base_after = len(self.encode([self.after])[0])
-
-    def _exact(self, words) -> dict:
-        "Tokens each word adds after the reference note, asking the tokenizer about every word"
-        return {w: len(ids) - self.base for w, ids in zip(words, self.encode([f'{self.REF} {w}' for w in words]))}
-
-# %% ../nbs/15_dataset.ipynb #5d1c7a14
-@patch
-def _field_costs(self: TokenCounter, fields: list[str], first: bool) -> np.ndarray:
-    "Tokens of each field as a word's first field (`first`) or after another field, cached per field"
-    fc = self.field_cache
-    if missing := sorted({f for f in fields if (first, f) not in fc}):
-        texts = [f'{self.REF} {f}' if first else self.after + f for f in missing]
-        for f, ids in zip(missing, self.encode(texts)): fc[first, f] = len(ids) - (self.base if first else self.base_after)
-    return np.array([fc[first, f] for f in fields], np.int64)
-
-@patch
-def _by_fields(self: TokenCounter, words) -> dict:
-    "Tokens of each word as the sum of its fields' counts"
-    split, fc = [_fields(w) for w in words], self.field_cache
-    self._field_costs([fs[0] for fs in split], True); self._field_costs([f for fs in split for f in fs[1:]], False)
-    return {w: fc[True, fs[0]] + sum(fc[False, f] for f in fs[1:]) for w, fs in zip(words, split)}
-
-# %% ../nbs/15_dataset.ipynb #5d1c7a18
-@patch
-def words(self: TokenCounter, words: list[str]) -> np.ndarray:
-    "Tokens each word adds after a space in running text"
-    if len(self.cache) > WORD_CACHE: self.cache.clear()
-    cache = self.cache
-    missing = sorted({w for w in words if w not in cache})  # not set - keys(): that copies the cache
-    if missing and self.additive is None:
-        sample = PROBES + missing[:self.check]
-        self.additive = self._exact(sample) == self._by_fields(sample)
-    if missing: cache.update(self._by_fields(missing) if self.additive else self._exact(missing))
-    return np.fromiter(map(cache.__getitem__, words), np.int64, len(words))
-
-# %% ../nbs/15_dataset.ipynb #5d1c7a20
-@patch
-def paper_counts(self: TokenCounter, notes: NoteTable, bends: bool, words: list[str]) -> np.ndarray:
-    "`words(words)` for the paper-dialect words of `notes` (canonical), computed per distinct field value"
-    if self.additive is None: self.words(words[:self.check])
-    if not self.additive: return self.words(words)
-    gaps = np.diff(np.append(notes.onset, notes.end))
-    cols = [('p', notes.pitch), ('v', notes.velocity), ('d', notes.duration), ('t', gaps)] + [('b', notes.bend)] * bends
-    total = np.zeros(len(notes), np.int64)
-    for k, (letter, col) in enumerate(cols):
-        values, inverse = np.unique(col, return_inverse=True)
-        sep = ':' if k < len(cols) - 1 else ''
-        total += self._field_costs([f'{letter}{v}{sep}' for v in values.tolist()], k == 0)[inverse.reshape(-1)]
-    return total
-
-# %% ../nbs/15_dataset.ipynb #5d1c7a22
-@patch
-def example(self: TokenCounter, prompt: str, completion: str) -> int:
-    "Tokens of a whole example as training sees it: special tokens of the tokenizer, plus the EOS TRL appends"
-    return len(self.tokenizer(prompt + completion)['input_ids']) + 1
-
-# %% ../nbs/15_dataset.ipynb #e7b60d00
-def _onset_starts(notes: NoteTable) -> np.ndarray:
-    "Indices (canonical order) of the first note of each onset, then len(notes)"
-    return np.append(np.flatnonzero(np.r_[True, notes.onset[1:] != notes.onset[:-1]]), len(notes))
-
-def _snap(starts, k: int, lo: int) -> int:
-    "The largest onset start <= k that is > lo (k itself if none)"
-    i = np.searchsorted(starts, k, side='right') - 1
-    return int(starts[i]) if i >= 0 and starts[i] > lo else k
-
-def plan_windows(counts: np.ndarray, starts: np.ndarray, budget: int, min_notes: int) -> list[tuple[int, int]]:
-    "Consecutive note windows `(i, j)` whose counts sum to at most `budget`, ending at onset starts"
-    total, n, out, i = np.r_[0, np.cumsum(counts)], len(counts), [], 0
-    while n - i >= min_notes:
-        j = int(np.searchsorted(total, total[i] + budget, side='right')) - 1
-        j = n if j >= n else _snap(starts, j, i + min_notes - 1)
-        if j - i < min_notes: raise SmidiError(f"max_tokens too small: {min_notes} notes need more than {budget} tokens")
-        out.append((i, j)); i = j
-    return out
-
-# %% ../nbs/15_dataset.ipynb #021d7170
-def _end_of(notes, j) -> int: return int(notes.onset[j]) if j < len(notes) else notes.end
-
-def _fragment(notes, i, j, end=None) -> NoteTable: return take(notes, np.arange(i, j), end=_end_of(notes, j) if end is None else end)
-
-def _onset_cut(starts: np.ndarray, k: int, i: int, j: int) -> int | None:
-    "Where to cut window (i, j) near note `k`: the last onset start in (i, k], else the first in (k, j), else None"
-    back = starts[(starts > i) & (starts <= k)]
-    if len(back): return int(back[-1])
-    ahead = starts[(starts > k) & (starts < j)]
-    return int(ahead[0]) if len(ahead) else None  # never inside a chord: it would split between prompt and answer
-
-def task_cuts(task: str, i: int, j: int, starts: np.ndarray, prompt_fraction: float = 0.25) -> list[int] | None:
-    "Note indices cutting window `(i, j)` into its parts for `task` (continuation, infilling), at onset starts"
-    if task == 'continuation':
-        c = _onset_cut(starts, i + max(1, round(prompt_fraction * (j - i))), i, j)
-        return None if c is None else [i, c, j]
-    a, b = (_onset_cut(starts, i + n * (j - i) // 3, i, j) for n in (1, 2))
-    return [i, a, b, j] if a is not None and b is not None and a < b else None
-
-def task_fragments(notes: NoteTable, task: str, i: int, j: int, prompt_fraction: float = 0.25):
-    "The prompt fragments and the answer fragment of window `(i, j)` for `task`, or None when it makes no example"
-    end = _end_of(notes, j)
-    if task != 'accompaniment':
-        if (cuts := task_cuts(task, i, j, _onset_starts(notes), prompt_fraction)) is None: return None
-        parts = [_fragment(notes, x, y, end if y == j else None) for x, y in zip(cuts, cuts[1:])]
-        return (parts[:1], parts[1]) if task == 'continuation' else ([parts[0], parts[2]], parts[1])
-    window = _fragment(notes, i, j, end)
-    top = np.r_[True, window.onset[1:] != window.onset[:-1]]
-    if top.all() or window.onset[np.argmin(top)] != window.onset[0]: return None
-    return [take(window, top, end=end)], take(window, ~top, end=end)
-
-# %% ../nbs/15_dataset.ipynb #5ea60a84
-SLACK = 4  # tokens allowed where a text segment meets the template
-GAP = 'GAP'  # the infilling marker between the notes before and after the gap
-
-def _texts(prompt_parts, answer, task, bends, dialect) -> tuple[str, str]:
-    parts = [notes_to_text(p, bends=bends, dialect=dialect) for p in prompt_parts]
-    return (f' {GAP} '.join(parts) if task == 'infilling' else parts[0]), notes_to_text(answer, bends=bends, dialect=dialect)
-
-def _overhead(counter, system, task) -> int:
-    "Tokens of an example besides its notes: template, special tokens, EOS, the GAP marker, and the slack"
-    if (system, task) not in counter.memo:
-        tok, segments = counter.tokenizer, 3 if task == 'infilling' else 2
-        gap = int(counter.words([GAP])[0]) if task == 'infilling' else 0
-        fixed = counter.example(build_prompt(system, '', tok), build_completion('', tok))
-        counter.memo[system, task] = fixed + gap + SLACK * segments
-    return counter.memo[system, task]
-
-def _strip_bends(notes: NoteTable) -> NoteTable:
-    return with_columns(notes, bend=np.full(len(notes), NO_BEND), curve=None)
-
-# %% ../nbs/15_dataset.ipynb #0d50e45e
-def _sliced_example(words, task, i, j, starts, cfg):
-    "Texts of window (i, j) cut from the piece's words (paper dialect, continuation or infilling); fits by planning"
-    if (cuts := task_cuts(task, i, j, starts, cfg.prompt_fraction)) is None: return None
-    seg = [' '.join(words[x:y]) for x, y in zip(cuts, cuts[1:])]
-    if task == 'continuation': return seg[0], seg[1], cuts[2] - cuts[1], cuts[1] - cuts[0]
-    return f'{seg[0]} {GAP} {seg[2]}', seg[1], cuts[2] - cuts[1], (cuts[1] - cuts[0]) + (cuts[3] - cuts[2])
-
-def _fitting_example(notes, task, i, j, cfg, counter, budget, bends):
-    "The texts of window (i, j) for `task`, written from its notes and shortened until they fit `budget`; or None"
-    starts = _onset_starts(notes)
-    while j - i >= cfg.min_notes:
-        if (parts := task_fragments(notes, task, i, j, cfg.prompt_fraction)) is None: return None
-        prompt, answer = _texts(*parts, task, bends, cfg.dialect)
-        if counter.words(prompt.split(' ') + answer.split(' ')).sum() <= budget:
-            return prompt, answer, len(parts[1]), sum(len(p) for p in parts[0])
-        j = _snap(starts, j - max(1, (j - i) // 10), i)
-    return None
-
-# %% ../nbs/15_dataset.ipynb #eac75056
-MARK = '@@SMIDILAB-NOTES@@'  # placeholder splitting the rendered template
-
-def _template(system: str, counter: TokenCounter) -> tuple[str, str]:
-    "The prompt text before and after the notes"
-    if system not in counter.memo: counter.memo[system] = tuple(build_prompt(system, MARK, counter.tokenizer).split(MARK))
-    return counter.memo[system]
-
-def piece_examples(notes: NoteTable, augmentation: str, cfg: DatasetConfig, counter: TokenCounter) -> list[dict]:
-    "The dataset rows cut from one piece, for every task of `cfg`"
-    bends, notes = writes_bends(notes, cfg.bends), canonical(notes)
-    if not cfg.bends: notes = _strip_bends(notes)
-    words, starts = notes_to_text(notes, bends=bends, dialect=cfg.dialect).split(' '), _onset_starts(notes)
-    counts = counter.paper_counts(notes, bends, words) if cfg.dialect == 'paper' else counter.words(words)
-    rows, tok = [], counter.tokenizer
-    for task in cfg.tasks:
-        system = build_system_prompt(notes.instrument, task, cfg.ticks_per_second, bends, cfg.dialect, cfg.bend_range)
-        (head, tail), budget = _template(system, counter), cfg.max_tokens - _overhead(counter, system, task)
-        sliced = cfg.dialect == 'paper' and task != 'accompaniment'
-        for i, j in plan_windows(counts, starts, budget, cfg.min_notes):
-            ex = (_sliced_example(words, task, i, j, starts, cfg) if sliced
-                  else _fitting_example(notes, task, i, j, cfg, counter, budget, bends))
-            if ex is None: continue
-            rows.append(dict(prompt=head + ex[0] + tail, completion=build_completion(ex[1], tok), source=notes.source,
-                             instrument=notes.instrument, augmentation=augmentation, n_notes=ex[2],
-                             n_prompt_notes=ex[3], task=task))
-    return rows
-
 # %% ../nbs/15_dataset.ipynb #8166058e
 FEATURES = {'prompt': 'string', 'completion': 'string', 'source': 'string', 'instrument': 'string',
             'augmentation': 'string', 'n_notes': 'int64', 'n_prompt_notes': 'int64', 'task': 'string'}
@@ -448,13 +168,6 @@ def _tokenizer(spec: str):
 def _counter(spec: str) -> TokenCounter: return TokenCounter(_tokenizer(spec))
 
 # %% ../nbs/15_dataset.ipynb #4ac0a9a8
-def check_token_budget(rows: list, counter: TokenCounter, max_tokens: int, k: int = 1) -> int:
-    "Count the `k` longest rows (in characters) on their whole text; the largest count, or a SmidiError over `max_tokens`"
-    longest = heapq.nlargest(k, rows, key=lambda r: len(r['prompt']) + len(r['completion']))
-    counts = [counter.example(r['prompt'], r['completion']) for r in longest]
-    if counts and max(counts) > max_tokens: raise SmidiError(f"an example has {max(counts)} tokens > max_tokens {max_tokens}")
-    return max(counts, default=0)
-
 def input_rows(path,                # a MIDI or Guitar Pro file
                source: str,         # its source name
                split: str,          # its split
@@ -466,22 +179,6 @@ def input_rows(path,                # a MIDI or Guitar Pro file
     rows = [r for v, aug in _variants(notes, split, cfg) for r in piece_examples(v, aug, cfg, counter)]
     return dict(rows=rows, notes=len(notes), instrument=notes.instrument,
                 largest=check_token_budget(rows, counter, cfg.max_tokens))
-
-# %% ../nbs/15_dataset.ipynb #5d1c7a27
-def map_bounded(fn,                # a picklable function of one item
-                items: list,       # its inputs
-                workers: int = 1,  # processes (1 = in this process)
-                ahead: int = 4     # results per worker that may wait
-               ):
-    "`fn(item)` for each item, in order, computed by `workers` spawned processes with a bounded number pending"
-    if workers <= 1: yield from map(fn, items); return
-    pool, pending = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context('spawn')), deque()
-    try:
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= workers * ahead: yield pending.popleft().result()
-        while pending: yield pending.popleft().result()
-    finally: pool.shutdown(wait=True, cancel_futures=True)
 
 # %% ../nbs/15_dataset.ipynb #5d1c7a30
 SHARD_BYTES = 500_000_000  # text per Arrow file of a split
@@ -600,23 +297,9 @@ def write_dataset(out,                         # the dataset folder
                     notes=sum(r['n_prompt_notes'] + r['n_notes'] for r in rs if r['augmentation'] == 'none'))
         return w.finish(manifest, config)
 
-# %% ../nbs/15_dataset.ipynb #5d1c7a40
+# %% ../nbs/15_dataset.ipynb #5d1c7a43
 PROGRESS_EVERY = 10.0  # seconds between progress lines
 
-def format_duration(seconds: float) -> str:
-    "'42 s', '3 min 05 s' or '2 h 07 min'; '?' when unknown"
-    if not np.isfinite(seconds): return '?'
-    s = int(round(seconds))
-    return f'{s} s' if s < 60 else f'{s // 60} min {s % 60:02d} s' if s < 3600 else f'{s // 3600} h {s % 3600 // 60:02d} min'
-
-def format_progress(done: int, total: int, elapsed: float, unit: str = 'files',
-                    left: float | None = None  # seconds left; default: at the rate so far
-                   ) -> str:
-    "'120/1,000 files (12%), 30 s, ETA 3 min 40 s': the count, the time so far and the time left"
-    if left is None: left = elapsed / done * (total - done) if done else float('nan')
-    return f'{done:,}/{total:,} {unit} ({done / total if total else 1:.0%}), {format_duration(elapsed)}, ETA {format_duration(left)}'
-
-# %% ../nbs/15_dataset.ipynb #5d1c7a43
 def _inputs_of(cfg: DatasetConfig, cache: Path) -> list:
     "The inputs of `cfg`: its folders, or exactly the configured files of the embedded default"
     if cfg.midi_dirs or cfg.gp_dirs: return list_inputs(cfg.midi_dirs, cfg.gp_dirs)
@@ -768,11 +451,3 @@ def check_dataset(path, # a dataset folder
         if both := sources[a] & sources[b]: raise SmidiError(f"{path}: {len(both)} source(s) in {a} and {b}, e.g. {min(both)}")
     if wrong := next(filter(None, (_check_split(ds[s], s, m, k) for s in SPLITS)), None): raise SmidiError(f'{path}: {wrong}')
     return m
-
-# %% ../nbs/15_dataset.ipynb #25db0abb
-def system_prompt_for(manifest: dict,           # a dataset's manifest.json
-                      instrument: str = 'piano', task: str = 'continuation') -> str:
-    "The system prompt the dataset of `manifest` uses for `instrument` and `task`"
-    bends = bool(manifest['bends']) and instrument in ('guitar', 'bass')
-    return build_system_prompt(instrument, task, manifest['ticks_per_second'], bends, manifest['dialect'],
-                               manifest.get('bend_range', 4.0))

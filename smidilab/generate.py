@@ -15,8 +15,9 @@ from .core import (NoteTable, NO_BEND, DEFAULT_TICKS_PER_SECOND, DEFAULT_BEND_RA
 from .codec import notes_to_text, text_to_notes, parse_text, writes_bends
 from .guitarpro import read_music
 from .export import export_notes
-from .dataset import system_prompt_for, build_prompt
-from .train import TrainConfig, load_run, load_base, base_config, base_tokenizer
+from .examples import system_prompt_for, build_prompt
+from .model import TrainConfig, load_base, base_config, base_tokenizer
+from .train import load_run
 from .grammar import NoteGrammar, NoteConstraint, INSTRUMENT_PITCHES, token_strings, whole_notes
 
 # %% auto #0

@@ -11,7 +11,8 @@ from typing import Sequence
 import numpy as np
 from .core import NoteTable, SmidiError, canonical, progress_bar, MAX_BEND
 from .codec import READERS, parse_text
-from .dataset import GAP, DatasetConfig, build_dataset
+from .examples import GAP
+from .dataset import DatasetConfig, build_dataset
 
 # %% auto #0
 __all__ = ['DEMO_PIECES', 'START', 'END', 'SPELLING_K', 'BASELINES', 'MODELS', 'note_symbols', 'symbols_to_notes',
@@ -390,7 +391,7 @@ def models_to_score(model: str, generation: dict | None = None) -> dict:
 # %% ../nbs/20_likelihood.ipynb #03caa490
 def _base_tokenizer(cfg, run: Path):
     "The base model's own tokenizer: the run's when it kept the vocabulary, else the dataset's tokenizer spec"
-    from smidilab.train import base_tokenizer, read_manifest
+    from smidilab.model import base_tokenizer, read_manifest
     if not cfg.extend_vocab: return base_tokenizer(str(run/'tokenizer'))
     spec = cfg.tokenizer or (read_manifest(cfg.dataset)['tokenizer'] if cfg.dataset and Path(cfg.dataset).is_dir() else '')
     if not spec: raise SmidiError(f"{run}: extended vocabulary and no base tokenizer known (set `tokenizer` in its run_config.json)")
@@ -398,7 +399,7 @@ def _base_tokenizer(cfg, run: Path):
 
 def run_base(run) -> tuple:
     "(model, tokenizer) of a run's base as itself: its pretrained weights and RoPE scaling, its own tokenizer"
-    from smidilab.train import TrainConfig, base_config, load_base
+    from smidilab.model import TrainConfig, base_config, load_base
     run = Path(run)
     cfg = TrainConfig.from_dict(json.loads((run/'run_config.json').read_text()))
     cfg = TrainConfig(**cfg.to_dict() | {'out_dir': str(run)})  # a tiny base lives in the run folder

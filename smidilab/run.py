@@ -105,8 +105,8 @@ class Stage:
 
 STAGES = {
     'prepare': Stage('15_dataset', 'smidilab.dataset.DatasetConfig', ('midi_dirs', 'gp_dirs', 'out_dir', 'merge')),
-    'train': Stage('17_train', 'smidilab.train.TrainConfig', ('dataset', 'out_dir'), ('base_model',),
-                   'smidilab.train.PRESETS', 'smidilab.train.preflight'),
+    'train': Stage('17_train', 'smidilab.model.TrainConfig', ('dataset', 'out_dir'), ('base_model',),
+                   'smidilab.model.PRESETS', 'smidilab.model.preflight'),
     'generate': Stage('19_generate', 'smidilab.generate.GenerateConfig', ('prompt_file', 'from_dataset', 'out_dir'), ('model',)),
     'evaluate': Stage('22_evaluate', 'smidilab.evaluate.EvalConfig', ('generated_dir', 'reference', 'out_dir'), ('model',)),
     'figures': Stage('23_figures', '', ('out_dir', 'midi_paths', 'gp_paths', 'run_dir', 'eval_dir', 'tokens_json')),

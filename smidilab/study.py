@@ -13,8 +13,8 @@ from .core import (NoteTable, SmidiError, config_from_dict, write_json, atomic_w
                            notes_to_dict, notes_from_dict)
 from .codec import notes_to_text, text_to_notes, bend_to_semitones, DECOMPOSED_PHRASE
 from .corpus import study_pieces, embedded_inputs
-from .dataset import (DatasetConfig, build_dataset, build_prompt, build_completion, system_prompt_for, tick_ms,
-                              PERSONAS, TASK_SENTENCES, MARK)
+from .examples import build_prompt, build_completion, system_prompt_for, tick_ms, PERSONAS, TASK_SENTENCES, MARK
+from .dataset import DatasetConfig, build_dataset
 from .likelihood import (BASELINES, answer_record, baseline_bits, bits_per_note_table, paired_difference,
                                  best_baseline, load_reference, plot_bits_per_note)
 
@@ -102,7 +102,7 @@ def make_study_config(preset: str = 'toy', # a key of PRESETS
 # %% ../nbs/24_study.ipynb #2ca6060c
 def study_preflight(cfg: StudyConfig) -> StudyConfig:
     "`cfg` if this machine can run it (the base model at hand, the train preset valid); else a SmidiError, in seconds"
-    from smidilab.train import make_config, preflight
+    from smidilab.model import make_config, preflight
     preflight(make_config(cfg.train_preset, base_model=cfg.base_model))
     return cfg
 
@@ -237,7 +237,7 @@ def write_budget_dataset(src, dst, tokenizer, budget: int, seed: int = 0,
 # %% ../nbs/24_study.ipynb #3e574509
 def arm_train_config(cfg: StudyConfig, arm: str, data, run_dir):
     "The TrainConfig of arm `arm`: the train preset, one sequence per step, one pass over the budget dataset `data`"
-    from smidilab.train import make_config
+    from smidilab.model import make_config
     over = dict(dataset=str(data), out_dir=str(run_dir), base_model=cfg.base_model, extend_vocab=ARMS[arm]['extend_vocab'],
                 max_steps=0, epochs=1.0, global_batch_size=1, max_device_batch_size=1, max_train_samples=0,
                 max_eval_samples=cfg.eval_samples, eval_steps=0, save_steps=0, seed=cfg.seed)
@@ -296,7 +296,7 @@ def _saved_test(path, make) -> list[dict]:
 
 def prepare_study(cfg: StudyConfig) -> dict:
     "Corpus, the three datasets, the test answers and arm D's pieces (each made once): what the arms need"
-    from smidilab.train import base_tokenizer
+    from smidilab.model import base_tokenizer
     out, start = Path(cfg.out_dir), time.time()
     midi, gp = study_corpus(cfg)
     data = study_datasets(cfg, midi, gp)
@@ -320,7 +320,8 @@ def _keeps(arm: str, subset: list[str]):
 
 def train_arm(cfg: StudyConfig, arm: str, ctx: dict) -> dict:
     "Train arm `arm` on the examples its token budget buys (once; a finished arm is read back): what it trained on"
-    from smidilab.train import run_tokenizer, run_training
+    from smidilab.model import run_tokenizer
+    from smidilab.train import run_training
     folder = Path(cfg.out_dir)/'arms'/arm
     if (folder/'arm.json').exists(): return json.loads((folder/'arm.json').read_text())
     if folder.exists(): shutil.rmtree(folder)  # an arm stopped half-way starts again

@@ -8,8 +8,9 @@ os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 import smidilab.guitarpro
 from smidilab.codec import text_to_notes
 from smidilab.core import NoteTable, SmidiError
-from smidilab.dataset import (DatasetConfig, SPLITS, FEATURES, TokenCounter, build_dataset, build_prompt, build_completion,
-                              build_system_prompt, piece_examples, system_prompt_for, tick_ms)
+from smidilab.examples import (TokenCounter, build_prompt, build_completion, build_system_prompt, piece_examples,
+                               system_prompt_for, tick_ms)
+from smidilab.dataset import DatasetConfig, SPLITS, FEATURES, build_dataset
 from smidilab.corpus import write_corpus_midi, write_riff_gp5
 from smidilab.tokens import load_tokenizer
 
@@ -269,7 +270,8 @@ def test_cli_shards_and_merge_with_relative_paths(inputs, tmp_path, monkeypatch)
 
 def test_a_build_holds_one_batch_and_a_few_pieces(tmp_path):
     "What keeps memory flat: at most workers x ahead inputs in flight, and one batch of rows per split before it is written"
-    from smidilab.dataset import map_bounded, DatasetWriter
+    from smidilab.core import map_bounded
+    from smidilab.dataset import DatasetWriter
     pulled = []
     def items():
         for i in range(30): pulled.append(i); yield -i

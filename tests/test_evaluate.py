@@ -160,7 +160,7 @@ def test_job_with_a_finetuned_run(tmp_path, demo):
     from peft import LoraConfig, get_peft_model
     from smidilab.generate import load_generator
     from smidilab.run import run_job
-    from smidilab.train import TrainConfig
+    from smidilab.model import TrainConfig
     gen_dir, data = demo
     test = load_reference(data)[0]['test']
     tiny = load_generator('tiny')

@@ -19,7 +19,8 @@ NBS = Path(__file__).parents[1]/'nbs'
 def run_dir(tmp_path_factory):
     "A run folder as the train stage writes it (toy dataset, tiny base, run_config.json), with a random LoRA adapter"
     from peft import LoraConfig, get_peft_model
-    from smidilab.train import TrainConfig, prepare_run, load_base, base_config, base_tokenizer
+    from smidilab.model import TrainConfig, load_base, base_config, base_tokenizer
+    from smidilab.train import prepare_run
     cfg = prepare_run(TrainConfig(out_dir=str(tmp_path_factory.mktemp('runs')/'tiny')))
     tok = base_tokenizer('smollm2')
     base = load_base(cfg, base_config(cfg, tok))
@@ -241,7 +242,7 @@ def test_missing_fluidsynth_is_reported(gen, tmp_path, monkeypatch):
 
 def test_prompt_from_a_guitar_pro_file(run_gen, tmp_path):
     "A GP5 file's first notes make the prompt; its instrument (guitar) picks the persona, pitch range and GP5 export"
-    from smidilab.dataset import PERSONAS
+    from smidilab.examples import PERSONAS
     gp5 = FIXTURES/'guitarpro'/'gp2midi'/'test_gp5.gp5'
     cfg = GenerateConfig(prompt_file=str(gp5), prompt_notes=6, n=1, batch_size=1, max_new_tokens=24, wav=False,
                          out_dir=str(tmp_path))

@@ -186,7 +186,7 @@ def test_the_base_is_scored_with_its_own_tokenizer(tmp_path, tiny):
     "A run that extended its vocabulary: the base is loaded with the base tokenizer and its own pretrained rows"
     import torch
     from smidilab.tokens import extend_tokenizer
-    from smidilab.train import TrainConfig
+    from smidilab.model import TrainConfig
     model, tok = tiny
     run = tmp_path / 'run'
     model.save_pretrained(run / 'base')

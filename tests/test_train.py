@@ -6,8 +6,9 @@ import pytest
 import torch
 torch.set_num_threads(2)
 from smidilab.core import SmidiError
-from smidilab.train import (TrainConfig, make_config, prepare_run, train, load_run, load_start, load_model, build_trainer,
-                            run_tokenizer, write_toy_dataset, check_config, load_unsloth)
+from smidilab.model import (TrainConfig, make_config, load_model, run_tokenizer, write_toy_dataset, check_config,
+                            load_unsloth)
+from smidilab.train import prepare_run, train, load_run, load_start, build_trainer
 from smidilab.explore import read_metrics
 
 NB = Path(__file__).parents[1]/'nbs'/'17_train.ipynb'
@@ -101,7 +102,8 @@ def test_qlora_on_cpu(runs, toy):
 CRASH = """
 import os, sys
 from transformers import TrainerCallback
-from smidilab.train import TrainConfig, train
+from smidilab.model import TrainConfig
+from smidilab.train import train
 class Crash(TrainerCallback):
     def on_save(self, args, state, control, **kw):
         if state.global_step >= int(sys.argv[2]): os._exit(17)
@@ -179,7 +181,8 @@ def test_extended_vocabulary(runs, toy):
 
 LAUNCH = """
 import sys
-from smidilab.train import make_config, run_training
+from smidilab.model import make_config
+from smidilab.train import run_training
 run_training(make_config('tiny', **eval(sys.argv[1])))
 """
 
@@ -240,7 +243,7 @@ def test_fsdp_full_fine_tuning_on_two_cpu_ranks(toy, tmp_path):
 
 def test_random_init_full_fine_tuning(toy, runs):
     "init 'random' trains a freshly initialised model of the base's architecture (the from-scratch arm), and it reloads"
-    from smidilab.train import write_tiny_base, base_tokenizer
+    from smidilab.model import write_tiny_base, base_tokenizer
     pretrained = write_tiny_base(make_config(out_dir=str(runs/'pretrained')), base_tokenizer('smollm2'))  # a base folder, seed 0
     cfg = tiny(runs, 'scratch', dataset=toy, base_model=str(pretrained), backend='full', init='random', seed=3, max_steps=2,
                save_steps=0)

@@ -12,7 +12,7 @@ which grows with the corpus: scaled by the study preset's pieces over this corpu
 study preset's prompts and samples per prompt, so at full size) are timed too. Prints a Markdown table and the expected
 minutes of the study preset (`study.plan_minutes`), and writes outputs/benchmarks/study_plan.{md,json}. Asserts nothing.
 """
-import json, os, sys, tempfile, time
+import json, os, sys, tempfile
 from pathlib import Path
 sys.path = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]
 os.environ.setdefault('HF_HUB_OFFLINE', '1')

@@ -9,7 +9,7 @@ piano), the same test set in the guitar layout (a `b` field on every note), and 
 could adopt; they and the longer d/t range use SmolLM2 only (the three tokenizers split digits alike and give the same
 counts on this text). Asserts nothing; times nothing.
 """
-import os, re, sys, json, importlib.util
+import os, re, sys, importlib.util
 from pathlib import Path
 # run as a script, this folder comes first on sys.path, and benchmarks/guitarpro.py would shadow the pyguitarpro package
 sys.path = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]

@@ -13,7 +13,7 @@ checkpointing: what `smidilab train --preset paper` runs), `lora-bf16` (the same
 needed), `unsloth` (unsloth's 4-bit loader and kernels; needs the `gpu` extra). Sequences longer than Llama-2's 4K use
 linear RoPE scaling, as the preset does. Prints a table, asserts nothing. Without CUDA it says so and exits 0.
 """
-import argparse, gc, math, sys, tempfile, time
+import argparse, gc, sys, tempfile, time
 
 PEAK_BF16_TFLOPS = {'H100 SXM': 989, 'H100 NVL': 835, 'H100 PCIe': 756, 'H100': 989, 'H200': 989, 'GH200': 989,
                     'B200': 2250, 'A100': 312, 'L40S': 362, 'A10': 125, 'L4': 121, 'RTX 4090': 165, 'RTX 3090': 71}

@@ -12,7 +12,6 @@ from fractions import Fraction
 from pathlib import Path
 import pytest
 from smidilab.core import NO_BEND
-from smidilab.gpfile import scan_gp
 from smidilab.guitarpro import read_gp_report
 from smidilab.tablature import write_gp5
 from conftest import LOGS

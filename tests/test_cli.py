@@ -4,7 +4,6 @@ from pathlib import Path
 import mido
 import pytest
 from smidilab.codec import text_to_notes
-from smidilab.cli import main
 from conftest import FIXTURES, SEED, need
 
 def smidilab(*args, cwd=None):

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import event, given, settings, strategies as st, HealthCheck
 from smidilab.cli import main
 from smidilab.core import NoteTable, TEMP_MARK
-from smidilab.codec import text_to_notes, notes_to_text
+from smidilab.codec import notes_to_text
 from smidilab.midi import read_midi
 from smidilab.midiwrite import midi_bytes
 from conftest import FIXTURES

@@ -1,6 +1,5 @@
 "Music statistics against MusPy itself, metre from the piece, any folder of generations, the job with a fine-tuned run"
 import json, math, os
-from pathlib import Path
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st

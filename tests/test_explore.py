@@ -2,7 +2,7 @@
 import io, json, os
 from pathlib import Path
 os.environ['HF_HUB_OFFLINE'] = '1'
-import mido, numpy as np, pytest
+import mido, pytest
 from smidilab.core import NoteTable, NO_BEND
 from smidilab.explore import (piano_roll, bend_shapes, plot_note_histograms, plot_bend_histograms, plot_bend_quantizer,
                               plot_augmentation, dataset_summary, plot_tokens_per_note, plot_loss_curves, plot_metrics,

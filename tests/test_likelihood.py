@@ -1,12 +1,9 @@
 "Bits per note: intervals against exact enumeration, baselines that are true distributions, the strong baseline's bar, models scored as themselves"
-import itertools, json, math, os
-from pathlib import Path
+import itertools, math, os
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
 
 os.environ['HF_HUB_OFFLINE'] = '1'
-from smidilab.codec import parse_text
 from smidilab.likelihood import *
 from smidilab.likelihood import _components, _spelling_prob
 
@@ -184,7 +181,6 @@ def test_answer_bits_equal_the_hand_computation(tiny):
 
 def test_the_base_is_scored_with_its_own_tokenizer(tmp_path, tiny):
     "A run that extended its vocabulary: the base is loaded with the base tokenizer and its own pretrained rows"
-    import torch
     from smidilab.tokens import extend_tokenizer
     from smidilab.model import TrainConfig
     model, tok = tiny

@@ -1,6 +1,5 @@
 "The study end to end at toy size (a tiny random model, a few steps per arm), run as its job; and its pieces' contracts."
 import json
-from pathlib import Path
 import numpy as np
 import pytest
 from smidilab.core import SmidiError, notes_from_dict

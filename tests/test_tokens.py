@@ -1,5 +1,5 @@
 "Tokenizer loading, dialects, vocabulary extension and trainable new embeddings (smidilab.tokens)"
-import os, random
+import random
 from functools import lru_cache
 import numpy as np
 import pytest

@@ -139,3 +139,24 @@ def test_every_exported_function_has_a_demo():
     "Every public function a notebook exports is called or named in one of its visible, non-export code cells"
     missing = {nb.stem: missing_demos(nb) for nb in sorted((REPO / 'nbs').glob('[0-9]*.ipynb'))}
     assert not any(missing.values()), f'exported functions without a demo: { {k: v for k, v in missing.items() if v} }'
+
+
+def smidilab_from_imports(source: str) -> list[tuple[str, str]]:
+    "(module, name) of every `from smidilab.X import name` in `source` (at any depth; `*` left out)"
+    try: tree = ast.parse(source)
+    except SyntaxError: return []
+    return [(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+            and n.module.startswith('smidilab.') for a in n.names if a.name != '*']
+
+
+def test_from_imports_resolve():
+    "Every name a notebook, test, benchmark or tool imports from a smidilab module exists there (a split can move it)"
+    import importlib, json
+    sources = [(nb.name, ''.join(c['source'])) for nb in sorted((REPO / 'nbs').glob('*.ipynb'))
+               for c in json.loads(nb.read_text())['cells'] if c['cell_type'] == 'code']
+    sources += [(p.name, p.read_text()) for d in ('tests', 'benchmarks', 'tools') for p in sorted((REPO / d).glob('*.py'))]
+    missing = [(where, m, name) for where, src in sources for m, name in smidilab_from_imports(src)
+               if not hasattr(importlib.import_module(m), name)]
+    assert not missing, missing
+    assert smidilab_from_imports('from smidilab.codec import *\ndef f():\n    from smidilab.midi import write_midi\n') == \
+        [('smidilab.midi', 'write_midi')]

@@ -20,8 +20,8 @@ __all__ = ['DEFAULT_TICKS_PER_SECOND', 'DEFAULT_BEND_RANGE', 'NO_BEND', 'MAX_BEN
            'shift_to_zero', 'check_notes', 'notes_to_dict', 'notes_from_dict', 'printable', 'atomic_path',
            'atomic_write', 'write_json', 'remove_stale_temps', 'check_input', 'read_input', 'find_inputs',
            'optional_file', 'progress_bar', 'format_duration', 'format_progress', 'FileResult', 'convert_one',
-           'convert_files', 'map_bounded', 'markdown_table', 'check_keys', 'coerce_value', 'config_from_dict',
-           'config_options', 'check_ticks_per_second', 'check_bend_range']
+           'convert_files', 'map_bounded', 'markdown_table', 'interval_text', 'estimate_text', 'check_keys',
+           'coerce_value', 'config_from_dict', 'config_options', 'check_ticks_per_second', 'check_bend_range']
 
 # %% ../nbs/00_core.ipynb #0131bb72
 DEFAULT_TICKS_PER_SECOND = 192  # 1 tick = 5.208 ms, the value the study's prompt states
@@ -383,6 +383,15 @@ def markdown_table(header: Sequence[str],        # column titles
     formats = list(formats or [None] * len(header))
     lines = ['| ' + ' | '.join(map(str, header)) + ' |', '|' + '---|' * len(header)]
     return '\n'.join(lines + ['| ' + ' | '.join(_cell(v, f) for v, f in zip(r, formats)) + ' |' for r in rows])
+
+# %% ../nbs/00_core.ipynb #aaf0443f
+def interval_text(ci, fmt: str = '{:.2f}') -> str:
+    "A 95 % interval as `[low, high]` in `fmt`, or – when there is none"
+    return f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]" if ci else '–'
+
+def estimate_text(value, ci, fmt: str = '{:.2f}') -> str:
+    "`value` and its interval as `x [low, high]` in `fmt` (the value alone when there is no interval)"
+    return f"{fmt.format(value)} {interval_text(ci, fmt)}" if ci else fmt.format(value)
 
 # %% ../nbs/00_core.ipynb #79acb155
 def check_keys(d: dict, known: Sequence[str], what: str = 'setting') -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 import numpy as np
 from .core import (NoteTable, SmidiError, atomic_write, write_json, config_from_dict, markdown_table, _cell,
-                           MIDI_EXTS, GP_EXTS)
+                           interval_text, MIDI_EXTS, GP_EXTS)
 from .codec import parse_text, notes_to_text
 from .likelihood import (note_symbols, symbols_to_notes, fit_ngram, sample_ngram, load_reference, demo_dataset,
                                  score_test_split, plot_bits_per_note)
@@ -189,11 +189,9 @@ def json_safe(x):
     return x.item() if isinstance(x, np.generic) else x
 
 # %% ../nbs/22_evaluate.ipynb #b08bbe4c
-def _ci(ci) -> str: return f'[{ci[0]:.2f}, {ci[1]:.2f}]' if ci else '–'
-
 def likelihood_rows(table: dict) -> list:
     "Rows of the bits-per-note table: name, what, mean over pieces, 95 % CI, pooled, answers, pieces, notes, bits/token"
-    return [[k, v['what'], v['bits_per_note'], _ci(v['ci95']), v['pooled'], v['answers'], v['pieces'], v['notes'],
+    return [[k, v['what'], v['bits_per_note'], interval_text(v['ci95']), v['pooled'], v['answers'], v['pieces'], v['notes'],
              v.get('bits_per_token')] for k, v in table.items()]
 
 def comparison_lines(comparisons: dict, table: dict) -> list[str]:
@@ -203,7 +201,7 @@ def comparison_lines(comparisons: dict, table: dict) -> list[str]:
         other = c.get('baseline') or 'base'
         n = table[other]
         lines.append(f"- fine-tuned minus {other}: {_cell(c['bits_per_note'], '{:+.2f}')} bits per note, 95 % CI "
-                     f"{_ci(c['ci95'])} ({n['answers']} answers, {n['pieces']} pieces; negative = the fine-tuned model is better)")
+                     f"{interval_text(c['ci95'])} ({n['answers']} answers, {n['pieces']} pieces; negative = the fine-tuned model is better)")
     return lines
 
 # %% ../nbs/22_evaluate.ipynb #82c3d4e5

@@ -233,17 +233,12 @@ def _loss_first_last(csv_path: Path, column: str = 'loss') -> str | None:
     losses = [r[column] for r in read_metrics(csv_path) if r[column] is not None]
     return f'{losses[0]:.3f} → {losses[-1]:.3f}' if losses else None
 
-def _bits_cell(v: dict) -> str:
-    "'mean [low, high]' of a metrics.json likelihood entry"
-    ci = v.get('ci95')
-    return f"{v['bits_per_note']:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else '')
-
 def _bits(lik: dict, names: list) -> str | None:
     "The bits per note of the models `names` with their intervals, and the answers and pieces behind them"
     found = [k for k in names if lik.get(k, {}).get('bits_per_note') is not None]
     if not found: return None
     n = lik[found[0]]
-    return (' / '.join(f"{_bits_cell(lik[k])} ({k})" for k in found) +
+    return (' / '.join(f"{estimate_text(lik[k]['bits_per_note'], lik[k].get('ci95'))} ({k})" for k in found) +
             f" on {n['answers']} answers, {n['pieces']} pieces (mean over pieces [95 % piece-bootstrap interval])")
 
 def _best_baseline(metrics: dict) -> list:
@@ -257,7 +252,7 @@ def _difference(metrics: dict) -> str | None:
     "The fine-tuned model's lead over the best baseline, with its interval"
     c = metrics.get('likelihood_comparisons', {}).get('finetuned_minus_best_baseline')
     if not c or c.get('bits_per_note') is None: return None
-    return f"{_bits_cell(c)} bits per note vs {c['baseline']} (negative: the fine-tuned model is better)"
+    return f"{estimate_text(c['bits_per_note'], c.get('ci95'))} bits per note vs {c['baseline']} (negative: the fine-tuned model is better)"
 
 def _headline(out: Path, done: dict) -> list[tuple[str, object]]:
     "Headline numbers of a run, from each stage's outputs (what a stage did not write is left out)"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np
 from .core import (NoteTable, SmidiError, config_from_dict, write_json, atomic_write, markdown_table,
-                           notes_to_dict, notes_from_dict)
+                           estimate_text, notes_to_dict, notes_from_dict)
 from .codec import notes_to_text, text_to_notes, bend_to_semitones, DECOMPOSED_PHRASE
 from .corpus import study_pieces, embedded_inputs
 from .examples import build_prompt, build_completion, system_prompt_for, tick_ms, PERSONAS, TASK_SENTENCES, MARK
@@ -494,10 +494,7 @@ def machine_description() -> str:
 
 # %% ../nbs/24_study.ipynb #0003cce0
 def _fmt(x, f='{:.2f}'): return '–' if x is None else f.format(x)
-def _ci(v: dict, f='{:.2f}') -> str:
-    "A value and its 95 % interval, as `x [low, high]`"
-    est = f.format(v['bits_per_note'])
-    return f"{est} [{', '.join(f.format(x) for x in v['ci95'])}]" if v['ci95'] else est
+def _ci(v: dict, f='{:.2f}') -> str: return estimate_text(v['bits_per_note'], v['ci95'], f)
 
 def _row_cells(r: str, v: dict) -> list:
     model = v['what'] if v['model'] in BASELINES else v['model']

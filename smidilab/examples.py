@@ -101,7 +101,7 @@ def build_completion(notes_text: str, tokenizer=None) -> str:
 def system_prompt_for(manifest: dict,           # a dataset's manifest.json
                       instrument: str = 'piano', task: str = 'continuation') -> str:
     "The system prompt the dataset of `manifest` uses for `instrument` and `task`"
-    bends = bool(manifest['bends']) and instrument in ('guitar', 'bass')
+    bends = writes_bends(NoteTable(instrument=instrument), manifest['bends'])   # an empty part: the instrument decides
     return build_system_prompt(instrument, task, manifest['ticks_per_second'], bends, manifest['dialect'],
                                manifest.get('bend_range', 4.0))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from .core import (NoteTable, SmidiError, config_from_dict, write_json, atomic_write, markdown_table,
                            estimate_text, notes_to_dict, notes_from_dict)
-from .codec import notes_to_text, text_to_notes, bend_to_semitones, DECOMPOSED_PHRASE
+from .codec import notes_to_text, text_to_notes, bend_to_semitones, writes_bends, DECOMPOSED_PHRASE
 from .corpus import study_pieces, embedded_inputs
 from .examples import build_prompt, build_completion, system_prompt_for, tick_ms, PERSONAS, TASK_SENTENCES, MARK
 from .dataset import DatasetConfig, build_dataset
@@ -142,7 +142,7 @@ def describe_decomposed(ticks_per_second: int = 192, bends: bool = False, bend_r
 def study_system_prompt(manifest: dict, instrument: str) -> str:
     "The system prompt of a continuation example for `instrument` in the dialect of `manifest`"
     if manifest['dialect'] != 'decomposed': return system_prompt_for(manifest, instrument)
-    bends = bool(manifest['bends']) and instrument in ('guitar', 'bass')
+    bends = writes_bends(NoteTable(instrument=instrument), manifest['bends'])
     notation = describe_decomposed(manifest['ticks_per_second'], bends, manifest.get('bend_range', 4.0))
     return f"{PERSONAS.get(instrument, PERSONAS['other'])} {notation} {TASK_SENTENCES['continuation']}"
 
@@ -164,7 +164,7 @@ def render_example(prompt_notes: NoteTable, answer_notes: NoteTable, manifest: d
                    with_prompt: bool = True # False: the prompt holds no notes
                   ) -> dict:
     "Prompt and completion of a continuation example in the dialect of `manifest`"
-    bends = bool(manifest['bends']) and answer_notes.instrument in ('guitar', 'bass')
+    bends = writes_bends(NoteTable(instrument=answer_notes.instrument), manifest['bends'])
     write = lambda n: notes_to_text(n, bends=bends, dialect=manifest['dialect'])
     system = study_system_prompt(manifest, answer_notes.instrument)
     return {'prompt': build_prompt(system, write(prompt_notes) if with_prompt else '', tokenizer),

@@ -1,23 +1,25 @@
 """How often the tablature writer's fingering matches the original tab, and the residual timing error of GP5 export.
 
     python benchmarks/fingering.py                      # the Guitar Pro fixtures in tests/fixtures/guitarpro
-    python benchmarks/fingering.py DIR [--min-notes 8]
+    python benchmarks/fingering.py DIR [--min-notes 8] [--lopo]
 
 Fingering: every pitched track of every file is read as written (pyguitarpro, no repeats), its notes are given to
-`smidilab.fingering.assign_strings` with the track's own tuning, and the (string, fret) chosen is compared with the
+`smidilab.fingering.finger_notes` with the track's own tuning, and the (string, fret) chosen is compared with the
 score's. A table per file (notes, % matched) and the mean over files; files with fewer than `--min-notes` notes are
-listed but left out of the mean.
+listed but left out of the mean. The weights were fitted on these same files, so `--lopo` also scores each track with
+the weights (of those in `FITTED`) that do best on the other pieces: the figure to expect on tabs not seen.
 
 Timing: each file is read (`read_gp_report`), written back with `write_gp5` (its time signatures and tempo changes
 passed on, and once without them, as decoded text would be) and read again; the table gives the largest and mean
 onset error in grid ticks (1/192 s). Prints tables; asserts nothing.
 """
-import argparse, inspect, sys, tempfile
+import argparse, dataclasses, inspect, itertools, re, sys, tempfile
 from pathlib import Path
 # this folder holds guitarpro_speed.py; keep the script's folder off the path so that `guitarpro` is pyguitarpro
 sys.path[:] = [p for p in sys.path if Path(p or '.').resolve() != Path(__file__).resolve().parent]
 import numpy as np
 import guitarpro as gp
+from tqdm.auto import tqdm
 from smidilab.core import find_inputs, GP_EXTS
 from smidilab import fingering, tablature
 
@@ -39,9 +41,9 @@ def written_notes(track: gp.Track):
     return tuple(tuning), out
 
 
-def fingering_rows(paths: list, min_notes: int) -> list:
-    "(file, track, notes, matched) of every pitched track"
-    rows = []
+def read_tracks(paths: list) -> list:
+    "(file, track number, tuning, max fret, and pitch, start, end, written string, bent per note in time order) of every pitched track"
+    out = []
     for p in paths:
         try: song = gp.parse(str(p))
         except Exception: continue
@@ -51,10 +53,46 @@ def fingering_rows(paths: list, min_notes: int) -> list:
             if not notes: continue
             pitch, start, end, string, bent = (np.array(c) for c in zip(*notes))
             order = np.lexsort((-pitch, start))
-            kw = {'bent': bent[order]} if 'bent' in inspect.signature(fingering.assign_strings).parameters else {}
-            ours, _ = fingering.assign_strings(pitch[order], start[order], end[order], tuning, max(24, t.fretCount), **kw)
-            rows.append((p.name, t.number, len(notes), int((np.asarray(ours) == string[order]).sum())))
-    return rows
+            out.append((p.name, t.number, tuning, max(24, t.fretCount), *(c[order] for c in (pitch, start, end, string, bent))))
+    return out
+
+
+def matched(track, **knobs) -> int:
+    "Notes whose string (and so fret) `finger_notes` chooses as the tab does; `knobs` change the part's default weights"
+    _, _, tuning, max_fret, pitch, start, end, string, bent = track
+    costs = dataclasses.replace(fingering.hand_costs(tuning, bent), **knobs) if knobs else None
+    return int((fingering.finger_notes(pitch, start, end, tuning, max_fret, costs=costs, bent=bent) == string).sum())
+
+
+def fingering_rows(tracks: list) -> list:
+    "(file, track, notes, matched) of every pitched track, with the shipped weights"
+    return [(t[0], t[1], len(t[4]), matched(t)) for t in tracks]
+
+
+# the weights fitted on these fixtures, per kind of part, and the values tried (benchmarks/fingering.py --lopo)
+FITTED = {'guitar': dict(fretted=[0, 0.05, 0.1, 0.2], open_change=[0, 0.25, 0.5, 1], thin=[0, 0.02, 0.05, 0.1], move=[0.2, 0.3]),
+          'bass': dict(move=[0.3, 0.5, 0.8, 1.2], height=[0.1, 0.2, 0.3], open_high=[0, 0.3, 1], thin=[0, 0.05])}
+
+
+def lopo_rows(tracks: list, min_notes: int) -> list:
+    """(file, track, kind, % matched in-sample, % matched when the weights are chosen without the piece) per track.
+
+    For each kind of part, every combination in `FITTED` is scored on every track; leaving one piece out (a file name
+    without its format and '-m' suffix), the combination with the best mean on the other tracks of that kind scores it."""
+    tracks = [t for t in tracks if len(t[4]) >= min_notes]
+    kind = lambda t: 'bass' if fingering.hand_costs(t[2]) is fingering.BASS_COSTS else 'lead' if t[8].any() else 'guitar'
+    rows = {}
+    for k, grid in FITTED.items():
+        mine = [t for t in tracks if kind(t) == k]
+        combos = [dict(zip(grid, v)) for v in itertools.product(*grid.values())]
+        score = np.array([[100 * matched(t, **c) / len(t[4]) for t in mine] for c in tqdm(combos, desc=f'{k} weights')])
+        piece = np.array([re.sub(r'(-m)?\.gp\d$', '', t[0]) for t in mine])
+        for j, t in enumerate(mine):
+            out = piece != piece[j]
+            rows[t[:2]] = (k, 100 * matched(t) / len(t[4]), score[score[:, out].mean(1).argmax(), j])
+    for t in tracks:
+        if t[:2] not in rows: rows[t[:2]] = (kind(t), 100 * matched(t) / len(t[4]), 100 * matched(t) / len(t[4]))  # not refitted
+    return [(*key, *rows[key]) for key in (t[:2] for t in tracks)]
 
 
 def timing_rows(paths: list) -> list:
@@ -79,9 +117,10 @@ def timing_rows(paths: list) -> list:
     return rows
 
 
-def main(folder: Path, min_notes: int):
+def main(folder: Path, min_notes: int, lopo: bool):
     paths = find_inputs([folder], GP_EXTS)
-    rows = fingering_rows(paths, min_notes)
+    tracks = read_tracks(paths)
+    rows = fingering_rows(tracks)
     print('# Fingering: % of notes whose (string, fret) matches the original tab')
     print(f"{'file':32s} {'track':>5s} {'notes':>6s} {'matched':>8s}")
     for name, track, n, hit in rows: print(f'{name[:32]:32s} {track:5d} {n:6d} {100 * hit / n:7.1f}%')
@@ -89,6 +128,12 @@ def main(folder: Path, min_notes: int):
     per_file = [100 * h / n for _, _, n, h in kept]
     print(f"mean over {len(kept)} tracks with >= {min_notes} notes: {np.mean(per_file):.1f}% "
           f"(all notes pooled: {100 * sum(r[3] for r in rows) / sum(r[2] for r in rows):.1f}%, n={sum(r[2] for r in rows)})")
+    if lopo:
+        print('\n# Leave one piece out: the fitted weights chosen without the piece they score')
+        print(f"{'file':32s} {'track':>5s} {'kind':>6s} {'in-sample':>9s} {'held out':>8s}")
+        lo = lopo_rows(tracks, min_notes)
+        for name, track, k, a, b in lo: print(f'{name[:32]:32s} {track:5d} {k:>6s} {a:8.1f}% {b:7.1f}%')
+        print(f'mean over {len(lo)} tracks: in-sample {np.mean([r[3] for r in lo]):.1f}%, held out {np.mean([r[4] for r in lo]):.1f}%')
     print('\n# GP5 export: onset error (grid ticks, 1/192 s) after read -> write_gp5 -> read')
     print(f"{'file':32s} {'notes':>6s} {'dropped':>7s} {'max':>6s} {'mean':>6s} | {'no metre/tempo: dropped':>10s} {'max':>6s} {'mean':>6s}")
     for name, n, (d1, mx1, mn1), (d2, mx2, mn2) in timing_rows(paths):
@@ -99,5 +144,6 @@ if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('folder', nargs='?', type=Path, default=DEFAULT)
     ap.add_argument('--min-notes', type=int, default=8)
+    ap.add_argument('--lopo', action='store_true', help='also check the fitted weights leaving one piece out (about a minute)')
     a = ap.parse_args()
-    main(a.folder, a.min_notes)
+    main(a.folder, a.min_notes, a.lopo)

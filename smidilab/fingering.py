@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 # %% auto #0
-__all__ = ['STANDARD_TUNING', 'BASS_TUNING', 'GUITAR_TUNINGS', 'BASS_TUNINGS', 'LEAD_COSTS', 'MAX_TRACKS_PER_RANGE',
-           'choose_tuning', 'range_tunings', 'Fingering', 'chord_options', 'playable_part', 'HandCosts', 'finger_notes',
-           'assign_strings', 'split_voices', 'TabTrack', 'plan_tracks']
+__all__ = ['STANDARD_TUNING', 'BASS_TUNING', 'GUITAR_TUNINGS', 'BASS_TUNINGS', 'LEAD_COSTS', 'BASS_COSTS', 'MAX_TRACKS_PER_RANGE',
+           'choose_tuning', 'range_tunings', 'Fingering', 'chord_options', 'playable_part', 'HandCosts', 'hand_costs',
+           'finger_notes', 'assign_strings', 'split_voices', 'TabTrack', 'plan_tracks']
 
 # %% ../nbs/06_fingering.ipynb #76a01a9f
 STANDARD_TUNING = (64, 59, 55, 50, 45, 40)  # string 1 (high E) to string 6 (low E)
@@ -98,13 +98,22 @@ class HandCosts:
     open_free: int = 1     # up to this hand position open strings cost nothing
     stretch: float = 3.0   # per (fret of a chord's span beyond `chord_reach`)²
     chord_reach: int = 3   # frets a chord may span without stretching
-    thin: float = 0.05     # per note per string above the lowest (thick strings sound fuller and bend further)
+    thin: float = 0.1      # per note per string above the lowest (thick strings sound fuller and bend further)
+    fretted: float = 0.2   # per fretted note (in the open positions an open string is the easy way to a pitch)
     gap: float = 4.0       # per string skipped inside a chord (chord shapes use neighbouring strings)
     string_change: float = 1.0  # between single notes on different strings (a line often stays on its string)
+    open_change: float = 0.25   # the share of `string_change` when either note is an open string (the hand stays)
     conflict: float = 1.0  # per string taken from a note still ringing (which it cuts short)
     reach: int = 4
 
-LEAD_COSTS = HandCosts(home=5, height=0.1, open_high=3.0, open_free=0, stretch=1.0, conflict=0.0, thin=0.0, string_change=0.3)  # parts with bends: in position
+LEAD_COSTS = HandCosts(home=5, height=0.1, open_high=3.0, open_free=0, stretch=1.0, conflict=0.0, thin=0.0, string_change=0.3,
+                       fretted=0.0, open_change=1.0)  # parts with bends: in position
+BASS_COSTS = HandCosts(move=0.5, open_high=0.3, thin=0.0, fretted=0.0, open_change=1.0)  # basses: fretted notes, fewer open strings
+
+def hand_costs(tuning: tuple, bent=None) -> HandCosts:
+    "The weights for a part: a bass (highest open string below C3), a lead (a part with bends) or a guitar"
+    if max(tuning) < 48: return BASS_COSTS
+    return LEAD_COSTS if bent is not None and np.any(bent) else HandCosts()
 
 # %% ../nbs/06_fingering.ipynb #ee3d0fcf
 _POPCOUNT = np.array([bin(i).count('1') for i in range(256)])
@@ -119,7 +128,7 @@ def _states(options: list, prev_hands: np.ndarray, costs: HandCosts, strings: in
         span = o.hi - o.lo if o.lo is not None else 0
         gaps = max(o.strings) - min(o.strings) + 1 - len(o.strings)
         static = (costs.stretch * max(0, span + 1 - costs.chord_reach) ** 2 + costs.thin * sum(strings - 1 - s for s in o.strings)
-                  + costs.gap * gaps)
+                  + costs.gap * gaps + costs.fretted * (len(o.frets) - o.opens))
         rows += [(k, h, o.mask, o.opens, static) for h in hands]
     return tuple(np.array(c) for c in zip(*rows))
 
@@ -138,14 +147,17 @@ def _step(prev: dict, options: list, at: int, costs: HandCosts) -> dict:
     move = np.abs(hand[None, :] - prev['hand'][:, None]) * (prev['hand'][:, None] > 0)
     single = np.array([len(options[j].strings) == 1 for j in k])
     first = np.array([options[j].strings[0] for j in k])
+    first_open = np.array([options[j].frets[0] == 0 for j in k])
     change = (prev['line'][:, None] >= 0) & single[None, :] & (prev['line'][:, None] != first[None, :])
+    change = change * np.where(prev['line_open'][:, None] | first_open[None, :], costs.open_change, 1.0)
     total = (prev['cost'][:, None] + costs.move * move + costs.shift * (move > 0)
              + costs.conflict * _conflicts(prev, options, k, at) + costs.string_change * change)
     back = total.argmin(axis=0)
     cost = total[back, np.arange(len(k))] + static + costs.height * np.abs(hand - costs.home) \
            + costs.open_high * opens * np.maximum(0, hand - costs.open_free)
     return {'cost': cost, 'hand': hand, 'option': k, 'back': back, 'ends': prev['ends'][back].copy(),
-            'frets': prev['frets'][back].copy(), 'line': np.where(single, first, -1)}
+            'frets': prev['frets'][back].copy(), 'line': np.where(single, first, -1),
+            'line_open': single & first_open}
 
 def _prune(state: dict, keep: int = 32) -> dict:
     best = np.argsort(state['cost'], kind='stable')[:keep]
@@ -161,10 +173,10 @@ def finger_notes(pitch, start, end, tuning: tuple, max_fret: int = 24, costs: Ha
                  bent=None) -> np.ndarray:
     "String (0-based) of each note, -1 where a chord has more notes than can be fingered: the cheapest path over the piece"
     pitch, bent = np.asarray(pitch), np.zeros(len(pitch), bool) if bent is None else np.asarray(bent, bool)
-    costs = costs or (LEAD_COSTS if bent.any() else HandCosts())  # a part with bends is a lead: played in position
+    costs = costs or hand_costs(tuple(tuning), bent)
     state = {'cost': np.zeros(1), 'hand': np.zeros(1, np.int64), 'option': np.zeros(1, np.int64),
              'back': np.zeros(1, np.int64), 'ends': np.full((1, len(tuning)), -1), 'frets': np.full((1, len(tuning)), -1),
-             'line': np.full(1, -1)}
+             'line': np.full(1, -1), 'line_open': np.zeros(1, bool)}
     steps = []  # (state, options, note indices) per chord
     for at, group in itertools.groupby(np.lexsort((-pitch, start)), key=lambda i: start[i]):
         group = list(group)

@@ -8,6 +8,7 @@ import importlib, json, os, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 from .core import *
+from .likelihood import BASELINES, best_baseline
 
 # %% auto #0
 __all__ = ['JOB_HEADING', 'QUIET_CELL', 'QUIET_JOB_ENV', 'STAGES', 'RUN_PRESETS', 'notebooks_dir', 'job_cells', 'job_notebook',
@@ -243,10 +244,10 @@ def _bits(lik: dict, names: list) -> str | None:
 
 def _best_baseline(metrics: dict) -> list:
     "The best baseline's name (as evaluate chose it), or the one with the fewest bits"
-    lik, cmp = metrics.get('likelihood', {}), metrics.get('likelihood_comparisons', {})
+    cmp = metrics.get('likelihood_comparisons', {})
     if 'finetuned_minus_best_baseline' in cmp: return [cmp['finetuned_minus_best_baseline']['baseline']]
-    found = [k for k in ('context', 'repeat', 'ngram') if lik.get(k, {}).get('bits_per_note') is not None]
-    return sorted(found, key=lambda k: lik[k]['bits_per_note'])[:1]
+    best = best_baseline({k: v for k, v in metrics.get('likelihood', {}).items() if v.get('bits_per_note') is not None})
+    return [best] if best else []
 
 def _difference(metrics: dict) -> str | None:
     "The fine-tuned model's lead over the best baseline, with its interval"
@@ -272,7 +273,7 @@ def _headline(out: Path, done: dict) -> list[tuple[str, object]]:
             ('samples stopped at EOS / cut at the token budget', ' / '.join(f'{gen[k]:.0%}' for k in ('eos_stop_rate', 'truncation_rate')) if gen.get('samples') and gen.get('eos_stop_rate') is not None else None),
             ('bits per note on test answers', _bits(lik, ['finetuned', 'base'] + best)),
             ('fine-tuned minus best baseline', _difference(metrics)),
-            ('other baselines (ngram: weak, sees no prompt)', _bits(lik, [k for k in ('context', 'repeat', 'ngram') if k not in best]))]
+            ('other baselines (ngram: weak, sees no prompt)', _bits(lik, [k for k in BASELINES if k not in best]))]
 
 # %% ../nbs/25_run.ipynb #db5db2c7
 def _artefacts(out: Path) -> list[str]:

@@ -16,12 +16,13 @@ import numpy as np
 # %% auto #0
 __all__ = ['DEFAULT_TICKS_PER_SECOND', 'DEFAULT_BEND_RANGE', 'NO_BEND', 'MAX_BEND', 'INSTRUMENTS', 'MIDI_EXTS', 'GP_EXTS',
            'COLUMNS', 'LIMITS', 'META', 'TEMP_MARK', 'JOB_ENV', 'MAX_TICKS_PER_SECOND', 'SmidiError', 'InputFileError',
-           'NoteTable', 'take', 'with_columns', 'canonical_order', 'canonical', 'notes_equal', 'concat_notes',
-           'shift_to_zero', 'check_notes', 'notes_to_dict', 'notes_from_dict', 'printable', 'atomic_path',
-           'atomic_write', 'write_json', 'remove_stale_temps', 'check_input', 'read_input', 'find_inputs',
-           'optional_file', 'progress_bar', 'format_duration', 'format_progress', 'FileResult', 'convert_one',
-           'convert_files', 'map_bounded', 'markdown_table', 'interval_text', 'estimate_text', 'check_keys',
-           'coerce_value', 'config_from_dict', 'config_options', 'check_ticks_per_second', 'check_bend_range']
+           'NoteTable', 'take', 'with_columns', 'without_bends', 'canonical_order', 'canonical', 'notes_equal',
+           'concat_notes', 'shift_to_zero', 'check_notes', 'notes_to_dict', 'notes_from_dict', 'printable',
+           'atomic_path', 'atomic_write', 'write_json', 'remove_stale_temps', 'check_input', 'read_input',
+           'find_inputs', 'optional_file', 'progress_bar', 'format_duration', 'format_progress', 'FileResult',
+           'convert_one', 'convert_files', 'map_bounded', 'markdown_table', 'interval_text', 'estimate_text',
+           'check_keys', 'coerce_value', 'config_from_dict', 'config_options', 'check_ticks_per_second',
+           'check_bend_range']
 
 # %% ../nbs/00_core.ipynb #0131bb72
 DEFAULT_TICKS_PER_SECOND = 192  # 1 tick = 5.208 ms, the value the study's prompt states
@@ -93,6 +94,10 @@ def take(notes: NoteTable, idx, end: int | None = None) -> NoteTable:
 def with_columns(notes: NoteTable, **columns) -> NoteTable:
     "A copy of `notes` with some columns (or metadata) replaced; `end` is kept unless given"
     return replace(notes, **columns)
+
+def without_bends(notes: NoteTable) -> NoteTable:
+    "A copy of `notes` with every bend (and bend curve) removed"
+    return with_columns(notes, bend=np.full(len(notes), NO_BEND), curve=None)
 
 def canonical_order(notes: NoteTable) -> np.ndarray:
     "Indices sorting `notes` by onset, then pitch descending, then the other columns"

@@ -8,7 +8,7 @@ import heapq, re
 from functools import partial
 import numpy as np
 from fastcore.basics import patch
-from .core import NoteTable, SmidiError, canonical, take, with_columns, NO_BEND
+from .core import NoteTable, SmidiError, canonical, take, without_bends
 from .codec import notes_to_text, writes_bends, bend_to_semitones
 
 # %% auto #0
@@ -248,8 +248,7 @@ def _overhead(counter, system, task) -> int:
         counter.memo[system, task] = fixed + gap + SLACK * segments
     return counter.memo[system, task]
 
-def _strip_bends(notes: NoteTable) -> NoteTable:
-    return with_columns(notes, bend=np.full(len(notes), NO_BEND), curve=None)
+
 
 # %% ../nbs/14_examples.ipynb #0d50e45e
 def _sliced_example(words, task, i, j, starts, cfg):
@@ -285,7 +284,7 @@ def piece_examples(notes: NoteTable,       # one piece (any order)
                   ) -> list[dict]:
     "The dataset rows cut from one piece, for every task of `cfg`"
     bends, notes = writes_bends(notes, cfg.bends), canonical(notes)
-    if not cfg.bends: notes = _strip_bends(notes)
+    if not cfg.bends: notes = without_bends(notes)
     words, starts = notes_to_text(notes, bends=bends, dialect=cfg.dialect).split(' '), _onset_starts(notes)
     counts = counter.paper_counts(notes, bends, words) if cfg.dialect == 'paper' else counter.words(words)
     rows, tok = [], counter.tokenizer

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
-from .core import (NoteTable, NO_BEND, DEFAULT_TICKS_PER_SECOND, DEFAULT_BEND_RANGE, take, with_columns,
+from .core import (NoteTable, DEFAULT_TICKS_PER_SECOND, DEFAULT_BEND_RANGE, take, without_bends,
                            write_json, atomic_write, config_from_dict)
 from .codec import notes_to_text, text_to_notes, parse_text, writes_bends
 from .guitarpro import read_music
@@ -121,7 +121,7 @@ def file_prompt_notes(path, n_notes: int, settings: dict) -> NoteTable:
 def notes_prompt_text(notes: NoteTable, settings: dict) -> str:
     "`notes` as the run's dataset writes them: its dialect, with bend fields where it kept bends"
     bends = writes_bends(notes, settings['bends'])   # the codec's rule, as the dataset applied it
-    if not bends: notes = with_columns(notes, bend=np.full(len(notes), NO_BEND), curve=None)
+    if not bends: notes = without_bends(notes)
     return notes_to_text(notes, bends=bends, dialect=settings['dialect'])
 
 def dataset_prompts(spec: str, k: int = 1) -> list[tuple[str, str, str]]:

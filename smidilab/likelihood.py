@@ -250,16 +250,20 @@ def _base(model: dict, k: int, x: int) -> float:
     if _UNIFORM[k]: return 1 / _UNIFORM[k]
     return float(model['buckets'][k][_bucket(x)]) / 2 ** _bucket(x)
 
+def _note_stats(train: Sequence[dict]) -> dict:
+    "The bucket probabilities of durations and gaps, and the stop rate, of the training records"
+    notes = [n for r in train for s in record_sequences(r) for n in s]
+    answers, answer_notes = len(train), sum(len(r['answer']) for r in train)
+    return {'buckets': {2: bucket_probs([n[2] for n in notes]), 3: bucket_probs([n[3] for n in notes])},
+            'stop': answers / (answer_notes + answers) if answers else 0.05}
+
 def _static_model(train: Sequence[dict]) -> dict:
     static = [Backoff(len(c)) for c in note_contexts((0,) * 5, None, None, '')]
     for r in train:
         for seq in record_sequences(r):
             for _, ctx, vals in walk_notes(seq, r['instrument']):
                 for model, h, x in zip(static, ctx, vals): model.add(h, x)
-    notes = [n for r in train for s in record_sequences(r) for n in s]
-    answers, answer_notes = len(train), sum(len(r['answer']) for r in train)
-    return {'static': static, 'buckets': {2: bucket_probs([n[2] for n in notes]), 3: bucket_probs([n[3] for n in notes])},
-            'stop': answers / (answer_notes + answers) if answers else 0.05}
+    return {'static': static} | _note_stats(train)
 
 # %% ../nbs/20_likelihood.ipynb #9064af2c
 def _pitch_cache(pitches: Counter, p: int) -> float:
@@ -320,7 +324,7 @@ def _repeat_rows(model: dict, r: dict, f: int) -> np.ndarray:
 
 def fit_repeat(train: Sequence[dict]) -> dict:
     "The repeat-the-prompt model: per-field unigrams, the copy-miss rates εᶠ (EM on `train`), the stop rate"
-    model = _static_model(train) | {'unigram': [Backoff(1) for _ in range(5)]}
+    model = _note_stats(train) | {'unigram': [Backoff(1) for _ in range(5)]}  # no context models: it copies
     for n in (n for r in train for s in record_sequences(r) for n in s):
         for f in range(5): model['unigram'][f].add([()], n[f])
     model['eps'] = []

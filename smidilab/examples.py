@@ -9,7 +9,7 @@ from functools import partial
 import numpy as np
 from fastcore.basics import patch
 from .core import NoteTable, SmidiError, canonical, take, without_bends
-from .codec import notes_to_text, writes_bends, bend_to_semitones
+from .codec import notes_to_text, writes_bends, bend_to_semitones, DECOMPOSED_PHRASE
 
 # %% auto #0
 __all__ = ['TASKS', 'PERSONAS', 'TASK_SENTENCES', 'PROBES', 'WORD_CACHE', 'SLACK', 'GAP', 'MARK', 'tick_ms', 'describe_notation',
@@ -42,12 +42,26 @@ def _example_note(ticks_per_second, bends, dialect) -> tuple[str, int]:
     note = NoteTable(pitch=[60], velocity=[80], onset=[0], duration=[q], end=q, bend=[34] if bends else None)
     return notes_to_text(note, bends=bends, dialect=dialect), q
 
+def _describe_decomposed(ticks_per_second: int, bends: bool, bend_range: float) -> str:
+    "The prompt's explanation of the decomposed dialect: a phrase's rhythm, pitches, velocities (and bends) on lines of their own"
+    s = (f'Music is written in phrases of up to {DECOMPOSED_PHRASE} notes in time order; notes that start together go from '
+         f'the highest to the lowest. A phrase takes {4 if bends else 3} lines with one item per note each: first its rhythm, '
+         f'where d is a note\'s duration and t the time from its start to the next note\'s start (left out when 0, within a '
+         f'chord; for the last note, to the end of the passage), both in ticks of {tick_ms(ticks_per_second)} '
+         f'({ticks_per_second} ticks per second); then its pitches (p, the MIDI pitch 0-127, 60 is middle C); then its '
+         f'velocities (v, the loudness 1-127)')
+    if bends: s += (f'; then its bends (b, the pitch bend the note reaches, from 0 to 45: 23 is no bend, 34 bends up by '
+                    f'{bend_to_semitones(34, bend_range):g} and 38 by {bend_to_semitones(38, bend_range):g} semitones)')
+    q = ticks_per_second // 2
+    return s + f'. For example, d{q}t{q} p60 v80' + (' b23' if bends else '') + f' on {4 if bends else 3} lines is a middle C lasting {q} ticks at velocity 80.'
+
 def describe_notation(ticks_per_second: int = 192, # time grid
                       bends: bool = False,         # are bend fields written?
-                      dialect: str = 'paper',      # 'paper' or 'compact'
+                      dialect: str = 'paper',      # 'paper', 'compact' or 'decomposed'
                       bend_range: float = 4.0      # semitones of the full bend range
                      ) -> str:
     "The prompt's explanation of the note notation for this grid, dialect and bend setting"
+    if dialect == 'decomposed': return _describe_decomposed(ticks_per_second, bends, bend_range)
     example, q = _example_note(ticks_per_second, bends, dialect)
     s = (f'Music is written as notes separated by spaces, in time order; notes that start together go from the highest '
          f'to the lowest. In a note, p is the MIDI pitch (0-127, 60 is middle C), v the velocity (loudness, 1-127), '

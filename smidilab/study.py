@@ -11,21 +11,21 @@ from pathlib import Path
 import numpy as np
 from .core import (NoteTable, SmidiError, config_from_dict, write_json, atomic_write, markdown_table,
                            estimate_text, notes_to_dict, notes_from_dict)
-from .codec import notes_to_text, text_to_notes, bend_to_semitones, writes_bends, DECOMPOSED_PHRASE
+from .codec import notes_to_text, text_to_notes, writes_bends
 from .corpus import study_pieces, embedded_inputs
-from .examples import build_prompt, build_completion, system_prompt_for, tick_ms, PERSONAS, TASK_SENTENCES, MARK
+from .examples import build_prompt, build_completion, system_prompt_for, MARK
 from .dataset import DatasetConfig, build_dataset
 from .likelihood import (BASELINES, answer_record, baseline_bits, bits_per_note_table, paired_difference,
                                  best_baseline, load_reference, plot_bits_per_note)
 
 # %% auto #0
 __all__ = ['ARMS', 'ROWS', 'QUESTIONS', 'PRESETS', 'STAT_KEYS', 'StudyConfig', 'make_study_config', 'study_preflight',
-           'study_corpus', 'study_datasets', 'describe_decomposed', 'study_system_prompt', 'example_notes',
-           'render_example', 'decomposed_dataset', 'choose_test_answers', 'budget_order', 'write_budget_dataset',
-           'arm_train_config', 'score_answers', 'test_records', 'study_baselines', 'check_study_folder',
-           'prepare_study', 'train_arm', 'score_row', 'score_arm', 'precision_check', 'score_baselines', 'winning_arm',
-           'sample_prompts', 'sample_arm', 'compare_samples', 'summarize', 'source_state', 'machine_description',
-           'samples_markdown', 'study_markdown', 'write_study_report', 'run_study', 'plan_minutes']
+           'study_corpus', 'study_datasets', 'example_notes', 'render_example', 'decomposed_dataset',
+           'choose_test_answers', 'budget_order', 'write_budget_dataset', 'arm_train_config', 'score_answers',
+           'test_records', 'study_baselines', 'check_study_folder', 'prepare_study', 'train_arm', 'score_row',
+           'score_arm', 'precision_check', 'score_baselines', 'winning_arm', 'sample_prompts', 'sample_arm',
+           'compare_samples', 'summarize', 'source_state', 'machine_description', 'samples_markdown', 'study_markdown',
+           'write_study_report', 'run_study', 'plan_minutes']
 
 # %% ../nbs/24_study.ipynb #2d0b9500
 @dataclass
@@ -125,27 +125,6 @@ def study_datasets(cfg: StudyConfig, midi: list, gp: list) -> dict[str, Path]:
                                         workers=cfg.workers), progress=False)
     return out
 
-# %% ../nbs/24_study.ipynb #3358b4be
-def describe_decomposed(ticks_per_second: int = 192, bends: bool = False, bend_range: float = 4.0) -> str:
-    "The prompt's explanation of the decomposed dialect"
-    s = (f'Music is written in phrases of up to {DECOMPOSED_PHRASE} notes in time order; notes that start together go from '
-         f'the highest to the lowest. A phrase takes {4 if bends else 3} lines with one item per note each: first its rhythm, '
-         f'where d is a note\'s duration and t the time from its start to the next note\'s start (left out when 0, within a '
-         f'chord; for the last note, to the end of the passage), both in ticks of {tick_ms(ticks_per_second)} '
-         f'({ticks_per_second} ticks per second); then its pitches (p, the MIDI pitch 0-127, 60 is middle C); then its '
-         f'velocities (v, the loudness 1-127)')
-    if bends: s += (f'; then its bends (b, the pitch bend the note reaches, from 0 to 45: 23 is no bend, 34 bends up by '
-                    f'{bend_to_semitones(34, bend_range):g} and 38 by {bend_to_semitones(38, bend_range):g} semitones)')
-    q = ticks_per_second // 2
-    return s + f'. For example, d{q}t{q} p60 v80' + (' b23' if bends else '') + f' on {4 if bends else 3} lines is a middle C lasting {q} ticks at velocity 80.'
-
-def study_system_prompt(manifest: dict, instrument: str) -> str:
-    "The system prompt of a continuation example for `instrument` in the dialect of `manifest`"
-    if manifest['dialect'] != 'decomposed': return system_prompt_for(manifest, instrument)
-    bends = writes_bends(NoteTable(instrument=instrument), manifest['bends'])
-    notation = describe_decomposed(manifest['ticks_per_second'], bends, manifest.get('bend_range', 4.0))
-    return f"{PERSONAS.get(instrument, PERSONAS['other'])} {notation} {TASK_SENTENCES['continuation']}"
-
 # %% ../nbs/24_study.ipynb #cbcb5f1a
 def _meta(manifest: dict, row: dict) -> dict:
     return dict(ticks_per_second=manifest['ticks_per_second'], bend_range=manifest.get('bend_range', 4.0),
@@ -153,7 +132,7 @@ def _meta(manifest: dict, row: dict) -> dict:
 
 def example_notes(row: dict, manifest: dict, tokenizer) -> tuple[NoteTable, NoteTable]:
     "The prompt notes and the answer notes of a continuation example of the dataset of `manifest`"
-    head, tail = build_prompt(study_system_prompt(manifest, row['instrument']), MARK, tokenizer).split(MARK)
+    head, tail = build_prompt(system_prompt_for(manifest, row['instrument']), MARK, tokenizer).split(MARK)
     prompt = row['prompt']
     if row.get('task', 'continuation') != 'continuation' or not (prompt.startswith(head) and prompt.endswith(tail)):
         raise SmidiError(f"{row['source']}: not a continuation example of a {manifest['dialect']}-dialect dataset")
@@ -166,7 +145,7 @@ def render_example(prompt_notes: NoteTable, answer_notes: NoteTable, manifest: d
     "Prompt and completion of a continuation example in the dialect of `manifest`"
     bends = writes_bends(NoteTable(instrument=answer_notes.instrument), manifest['bends'])
     write = lambda n: notes_to_text(n, bends=bends, dialect=manifest['dialect'])
-    system = study_system_prompt(manifest, answer_notes.instrument)
+    system = system_prompt_for(manifest, answer_notes.instrument)
     return {'prompt': build_prompt(system, write(prompt_notes) if with_prompt else '', tokenizer),
             'completion': build_completion(write(answer_notes), tokenizer)}
 

@@ -63,6 +63,10 @@ ARMS = {  # arm -> its dialect, whole-field tokens, initialisation, augmentation
     'decomposed': dict(dialect='decomposed', extend_vocab=True, init='pretrained', augment=True, pieces='all'),
     'augment-0': dict(dialect='compact', extend_vocab=True, init='pretrained', augment=False, pieces='subset'),
     'augment-3': dict(dialect='compact', extend_vocab=True, init='pretrained', augment=True, pieces='subset'),
+    # B, D and E again in the paper dialect, which won A: does what held in compact hold there?
+    'scratch-paper': dict(dialect='paper', extend_vocab=False, init='random', augment=True, pieces='all'),
+    'augment-0-paper': dict(dialect='paper', extend_vocab=False, init='pretrained', augment=False, pieces='subset'),
+    'augment-3-paper': dict(dialect='paper', extend_vocab=False, init='pretrained', augment=True, pieces='subset'),
 }
 
 # %% ../nbs/24_study.ipynb #64e791b1
@@ -73,13 +77,18 @@ ROWS = {  # scored row -> (model: an arm, 'base' or a baseline of BASELINES; dia
     'augment-3': ('augment-3', 'compact', True), 'base, paper': ('base', 'paper', True),
     'base, compact': ('base', 'compact', True), 'context': ('context', 'notes', True),
     'repeat': ('repeat', 'notes', True), 'ngram': ('ngram', 'notes', False),
+    'paper, no prompt': ('paper', 'paper', False), 'scratch-paper': ('scratch-paper', 'paper', True),
+    'augment-0-paper': ('augment-0-paper', 'paper', True), 'augment-3-paper': ('augment-3-paper', 'paper', True),
 }
 QUESTIONS = {  # question -> (row, row it is compared with); the difference is the first minus the second
     'A. notation: compact + whole-field tokens vs paper': ('compact', 'paper'),
-    'B. pretraining: from scratch vs pretrained + LoRA': ('scratch', 'compact'),
-    'C. decomposed vs note by note': ('decomposed', 'compact'),
-    'D. augmentation: ×3 vs ×0 (subset of pieces)': ('augment-3', 'augment-0'),
-    'E. prompt: without vs with the prompt notes': ('compact, no prompt', 'compact'),
+    'B. pretraining: from scratch vs pretrained + LoRA (compact)': ('scratch', 'compact'),
+    'C. decomposed vs note by note (compact)': ('decomposed', 'compact'),
+    'D. augmentation: ×3 vs ×0, subset of pieces (compact)': ('augment-3', 'augment-0'),
+    'E. prompt: without vs with the prompt notes (compact)': ('compact, no prompt', 'compact'),
+    'B2. pretraining: from scratch vs pretrained + LoRA (paper)': ('scratch-paper', 'paper'),
+    'D2. augmentation: ×3 vs ×0, subset of pieces (paper)': ('augment-3-paper', 'augment-0-paper'),
+    'E2. prompt: without vs with the prompt notes (paper)': ('paper, no prompt', 'paper'),
 }
 PRESETS = {
     'toy': {},
@@ -576,8 +585,8 @@ def run_study(cfg: StudyConfig) -> dict:
     return results
 
 # %% ../nbs/24_study.ipynb #5a3bbf73
-def plan_minutes(cfg: StudyConfig, lora_ms: float = 4.4, scratch_ms: float = 6.0, fixed_minutes: float = 14.0) -> dict:
-    "Expected minutes of a study: training at `lora_ms` / `scratch_ms` per trained token, plus the fixed costs"
+def plan_minutes(cfg: StudyConfig, lora_ms: float = 3.6, scratch_ms: float = 3.9, fixed_minutes: float = 20.0) -> dict:
+    "Expected minutes of a study: training at `lora_ms` / `scratch_ms` per trained token (setup and loss curves included), plus the fixed costs"
     per_arm = {a: cfg.budget_tokens * (scratch_ms if ARMS[a]['init'] == 'random' else lora_ms) / 60_000 for a in cfg.arms}
     return {'per_arm': per_arm, 'training': sum(per_arm.values()), 'fixed': fixed_minutes,
             'total': sum(per_arm.values()) + fixed_minutes}

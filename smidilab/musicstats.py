@@ -90,14 +90,19 @@ def pitch_class_entropy(notes: NoteTable) -> float:
     return _entropy(np.bincount(notes.pitch % 12, minlength=12))
 
 # %% ../nbs/21_musicstats.ipynb #3b0d0f4c
+def _at_first_note(changes: list[dict]) -> dict:
+    "The change in effect at tick 0 (a reader's first note), else the first one"
+    before = [c for c in changes if c['tick'] <= 0]
+    return before[-1] if before else changes[0]
+
 def file_metre(path) -> dict:
     "{'bpm', 'beats_per_measure' (quarter notes), 'from'} of a MIDI or Guitar Pro file's opening tempo and time signature"
     path = Path(path)
-    if path.suffix.lower() in GP_EXTS:
-        import guitarpro
-        song = guitarpro.parse(str(path))
-        sig = song.measureHeaders[0].timeSignature
-        return {'bpm': float(song.tempo), 'beats_per_measure': sig.numerator * 4 / sig.denominator.value, 'from': 'file'}
+    if path.suffix.lower() in GP_EXTS:  # where the reader's notes start: leading empty measures are not the piece's
+        from smidilab.guitarpro import read_gp_report
+        _, report = read_gp_report(path)
+        sig, tempo = _at_first_note(report['time_signatures']), _at_first_note(report['tempo_changes'])
+        return {'bpm': float(tempo['bpm']), 'beats_per_measure': sig['numerator'] * 4 / sig['denominator'], 'from': 'file'}
     import mido
     meta = [m for t in mido.MidiFile(path).tracks for m in t if m.type in ('set_tempo', 'time_signature')]
     tempo = next((m.tempo for m in meta if m.type == 'set_tempo'), None)

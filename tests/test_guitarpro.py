@@ -568,3 +568,14 @@ def test_reader_options_are_checked():
         read_music(PGP / 'Effects.gp5', trak=1)
     with pytest.raises(SmidiError, match='bend_range'): read_music_report(G2M / 'test_gp5.mid', bend_rang=2)
     assert len(read_music(G2M / 'test_gp5.mid', track=1)) > 0  # `track` is a Guitar Pro option: MIDI ignores it
+
+
+def test_metre_is_read_where_the_notes_start(tmp_path):
+    "An empty 1/8 bar before a 3/4 piece (as test_gp3.gp3 opens): beats and measures are the 3/4's and its tempo's"
+    from smidilab.musicstats import file_metre
+    one_eighth = {0: dict(timeSignature=gp.TimeSignature(numerator=1, denominator=gp.Duration(value=8)))}
+    three_four = {k: dict(timeSignature=gp.TimeSignature(numerator=3, denominator=gp.Duration(value=4))) for k in (1, 2)}
+    song = gp_song([[(8, [])], [quarter(0), quarter(2), quarter(3)], [quarter(5), quarter(3), quarter(2)]],
+                   one_eighth | three_four, tempo=96)
+    gp.write(song, str(tmp_path / 'pickup.gp5'))
+    assert file_metre(tmp_path / 'pickup.gp5') == {'bpm': 96.0, 'beats_per_measure': 3.0, 'from': 'file'}

@@ -8,7 +8,6 @@ import importlib, json, os, sys, time
 from dataclasses import dataclass
 from pathlib import Path
 from .core import *
-from .likelihood import BASELINES, best_baseline
 
 # %% auto #0
 __all__ = ['JOB_HEADING', 'QUIET_CELL', 'QUIET_JOB_ENV', 'STAGES', 'RUN_PRESETS', 'notebooks_dir', 'job_cells', 'job_notebook',
@@ -244,6 +243,7 @@ def _bits(lik: dict, names: list) -> str | None:
 
 def _best_baseline(metrics: dict) -> list:
     "The best baseline's name (as evaluate chose it), or the one with the fewest bits"
+    from smidilab.likelihood import best_baseline  # here: likelihood imports the dataset stack, the command line must start fast
     cmp = metrics.get('likelihood_comparisons', {})
     if 'finetuned_minus_best_baseline' in cmp: return [cmp['finetuned_minus_best_baseline']['baseline']]
     best = best_baseline({k: v for k, v in metrics.get('likelihood', {}).items() if v.get('bits_per_note') is not None})
@@ -257,6 +257,7 @@ def _difference(metrics: dict) -> str | None:
 
 def _headline(out: Path, done: dict) -> list[tuple[str, object]]:
     "Headline numbers of a run, from each stage's outputs (what a stage did not write is left out)"
+    from smidilab.likelihood import BASELINES
     counts = _load_json(out / 'data' / 'manifest.json', {}).get('counts', {})
     gen = _load_json(out / 'generated' / 'generation.json', {})
     metrics = _load_json(out / 'evaluation' / 'metrics.json', {})

@@ -74,25 +74,28 @@ FITTED = {'guitar': dict(fretted=[0, 0.05, 0.1, 0.2], open_change=[0, 0.25, 0.5,
           'bass': dict(move=[0.3, 0.5, 0.8, 1.2], height=[0.1, 0.2, 0.3], open_high=[0, 0.3, 1], thin=[0, 0.05])}
 
 
-def lopo_rows(tracks: list, min_notes: int) -> list:
+def part_kind(track) -> str:
+    "'bass', 'lead' or 'guitar': which of `fingering`'s weight sets `hand_costs` gives the track"
+    costs = fingering.hand_costs(track[2], track[8])
+    return 'bass' if costs is fingering.BASS_COSTS else 'lead' if costs is fingering.LEAD_COSTS else 'guitar'
+
+
+def lopo_rows(tracks: list, rows: list, min_notes: int) -> list:
     """(file, track, kind, % matched in-sample, % matched when the weights are chosen without the piece) per track.
 
     For each kind of part, every combination in `FITTED` is scored on every track; leaving one piece out (a file name
-    without its format and '-m' suffix), the combination with the best mean on the other tracks of that kind scores it."""
+    without its format and '-m' suffix), the combination with the best mean on the other tracks of that kind scores it.
+    Kinds without fitted weights (leads) keep the shipped weights; `rows` are `fingering_rows(tracks)`."""
     tracks = [t for t in tracks if len(t[4]) >= min_notes]
-    kind = lambda t: 'bass' if fingering.hand_costs(t[2]) is fingering.BASS_COSTS else 'lead' if t[8].any() else 'guitar'
-    rows = {}
+    shipped = {(name, track): 100 * hit / n for name, track, n, hit in rows}
+    held = dict(shipped)
     for k, grid in FITTED.items():
-        mine = [t for t in tracks if kind(t) == k]
+        mine = [t for t in tracks if part_kind(t) == k]
         combos = [dict(zip(grid, v)) for v in itertools.product(*grid.values())]
         score = np.array([[100 * matched(t, **c) / len(t[4]) for t in mine] for c in tqdm(combos, desc=f'{k} weights')])
         piece = np.array([re.sub(r'(-m)?\.gp\d$', '', t[0]) for t in mine])
-        for j, t in enumerate(mine):
-            out = piece != piece[j]
-            rows[t[:2]] = (k, 100 * matched(t) / len(t[4]), score[score[:, out].mean(1).argmax(), j])
-    for t in tracks:
-        if t[:2] not in rows: rows[t[:2]] = (kind(t), 100 * matched(t) / len(t[4]), 100 * matched(t) / len(t[4]))  # not refitted
-    return [(*key, *rows[key]) for key in (t[:2] for t in tracks)]
+        for j, t in enumerate(mine): held[t[:2]] = score[score[:, piece != piece[j]].mean(1).argmax(), j]
+    return [(*t[:2], part_kind(t), shipped[t[:2]], held[t[:2]]) for t in tracks]
 
 
 def timing_rows(paths: list) -> list:
@@ -131,7 +134,7 @@ def main(folder: Path, min_notes: int, lopo: bool):
     if lopo:
         print('\n# Leave one piece out: the fitted weights chosen without the piece they score')
         print(f"{'file':32s} {'track':>5s} {'kind':>6s} {'in-sample':>9s} {'held out':>8s}")
-        lo = lopo_rows(tracks, min_notes)
+        lo = lopo_rows(tracks, rows, min_notes)
         for name, track, k, a, b in lo: print(f'{name[:32]:32s} {track:5d} {k:>6s} {a:8.1f}% {b:7.1f}%')
         print(f'mean over {len(lo)} tracks: in-sample {np.mean([r[3] for r in lo]):.1f}%, held out {np.mean([r[4] for r in lo]):.1f}%')
     print('\n# GP5 export: onset error (grid ticks, 1/192 s) after read -> write_gp5 -> read')

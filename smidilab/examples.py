@@ -262,8 +262,6 @@ def _overhead(counter, system, task) -> int:
         counter.memo[system, task] = fixed + gap + SLACK * segments
     return counter.memo[system, task]
 
-
-
 # %% ../nbs/14_examples.ipynb #0d50e45e
 def _sliced_example(words, task, i, j, starts, cfg):
     "Texts of window (i, j) cut from the piece's words (paper dialect, continuation or infilling); fits by planning"

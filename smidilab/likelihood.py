@@ -527,10 +527,9 @@ def plot_bits_per_note(table: dict, title: str = 'bits per note on the test answ
     err = np.array([[m - lo for (lo, _), m in zip(cis, means)], [hi - m for (_, hi), m in zip(cis, means)]]).reshape(2, -1)
     colours = ['tab:orange' if k in BASELINES else 'tab:blue' for k in names]
     ax.barh(range(len(names)), means, xerr=err, color=colours, capsize=3)
-    counts = {(table[k]['answers'], table[k]['pieces']) for k in names}
-    n_text = lambda a, p: f'{a} answers, {p} pieces'
-    labels = names if len(counts) == 1 else [f"{k} ({n_text(table[k]['answers'], table[k]['pieces'])})" for k in names]
-    ax.set_yticks(range(len(names)), labels, fontsize=8)
-    xlabel = 'bits per note\n(mean over pieces, 95 % piece-bootstrap interval' + (f'; {n_text(*counts.pop())})' if len(counts) == 1 else ')')
+    n_text = lambda k: f"{table[k]['answers']} answers, {table[k]['pieces']} pieces"
+    same = len({n_text(k) for k in names}) == 1  # then the counts are said once, under the axis
+    ax.set_yticks(range(len(names)), names if same else [f'{k} ({n_text(k)})' for k in names], fontsize=8)
+    xlabel = 'bits per note\n(mean over pieces, 95 % piece-bootstrap interval' + (f'; {n_text(names[0])})' if same else ')')
     ax.invert_yaxis(); ax.set(xlabel=xlabel); ax.set_title(title, loc='left')
     return fig

@@ -56,7 +56,6 @@ class Fingering:
     frets: tuple
     lo: int | None    # lowest fretted fret (None: open strings only)
     hi: int | None
-    mask: int         # bit s set: string s is used
     opens: int        # open strings used
 
 def _assignments(pitches: tuple, tuning: tuple, max_fret: int, used: tuple = ()):
@@ -74,7 +73,7 @@ def chord_options(pitches: tuple, tuning: tuple, max_fret: int = 24, limit: int 
         frets = tuple(p - tuning[s] for p, s in zip(pitches, strings))
         fretted = [f for f in frets if f > 0]
         out.append(Fingering(strings, frets, min(fretted, default=None), max(fretted, default=None),
-                             sum(1 << s for s in strings), len(frets) - len(fretted)))
+                             len(frets) - len(fretted)))
     span = lambda f: (f.hi - f.lo if f.lo is not None else 0, f.hi or 0)
     return sorted(out, key=span)[:limit]
 
@@ -116,8 +115,6 @@ def hand_costs(tuning: tuple, bent=None) -> HandCosts:
     return LEAD_COSTS if bent is not None and np.any(bent) else HandCosts()
 
 # %% ../nbs/06_fingering.ipynb #ee3d0fcf
-_POPCOUNT = np.array([bin(i).count('1') for i in range(256)])
-
 def _states(options: list, prev_hands: np.ndarray, costs: HandCosts, strings: int) -> tuple:
     "Candidate (option index, hand) states of a chord: every hand that puts its fretted notes under the fingers"
     rows = []
@@ -129,7 +126,7 @@ def _states(options: list, prev_hands: np.ndarray, costs: HandCosts, strings: in
         gaps = max(o.strings) - min(o.strings) + 1 - len(o.strings)
         static = (costs.stretch * max(0, span + 1 - costs.chord_reach) ** 2 + costs.thin * sum(strings - 1 - s for s in o.strings)
                   + costs.gap * gaps + costs.fretted * (len(o.frets) - o.opens))
-        rows += [(k, h, o.mask, o.opens, static) for h in hands]
+        rows += [(k, h, o.opens, static) for h in hands]
     return tuple(np.array(c) for c in zip(*rows))
 
 def _conflicts(prev: dict, options: list, k: np.ndarray, at: int) -> np.ndarray:
@@ -143,7 +140,7 @@ def _conflicts(prev: dict, options: list, k: np.ndarray, at: int) -> np.ndarray:
 # %% ../nbs/06_fingering.ipynb #3a9b6bb3
 def _step(prev: dict, options: list, at: int, costs: HandCosts) -> dict:
     "The cheapest path to every state of the next chord (Viterbi over (fingering, hand position))"
-    k, hand, mask, opens, static = _states(options, prev['hand'], costs, prev['ends'].shape[1])
+    k, hand, opens, static = _states(options, prev['hand'], costs, prev['ends'].shape[1])
     move = np.abs(hand[None, :] - prev['hand'][:, None]) * (prev['hand'][:, None] > 0)
     single = np.array([len(options[j].strings) == 1 for j in k])
     first = np.array([options[j].strings[0] for j in k])
